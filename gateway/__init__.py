@@ -1,0 +1,1 @@
+"""Cabine gateway: the cabin PC's side of a teleconsultation or visio appointment."""

@@ -1,0 +1,239 @@
+"""The cabin gateway: keeps the signaling connection, runs one call per admitted professional, routes readings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import ExitStack
+from types import TracebackType
+from typing import Protocol
+
+from gateway.config import CabinConfig
+from gateway.devices.readings import Reading
+from gateway.ice import host_addresses
+from gateway.media.sources import MediaSources
+from gateway.session import CallSession, CallStats, SessionError
+from gateway.signaling_client import SignalingClient, SignalingRefused, SignalingUnavailable
+from gateway.vitals import VitalsOutbox
+from signaling.protocol import (
+    Answer,
+    AppointmentKind,
+    Bye,
+    Candidate,
+    Error,
+    Message,
+    Offer,
+    PeerJoined,
+    PeerLeft,
+    Role,
+)
+
+log = logging.getLogger("cabine.gateway")
+
+
+class ReadingSource(Protocol):
+    """Where decoded readings come from: the bleak device manager, or an emulator."""
+
+    def readings(self) -> AsyncIterator[Reading]: ...
+
+
+MeasurementHandler = Callable[[str], Awaitable[None]]
+
+
+class CabinGateway:
+    """An async context manager that runs the cabin until closed; close() is idempotent."""
+
+    def __init__(
+        self,
+        config: CabinConfig,
+        *,
+        readings: ReadingSource | None = None,
+        on_measurement_request: MeasurementHandler | None = None,
+        vitals_grace: float = 300.0,
+    ) -> None:
+        self.config = config
+        self.label = f"cabin {config.cabin_id[:12]}"
+        self._readings = readings
+        self._on_request = on_measurement_request
+        self._vitals_grace = vitals_grace
+        self._client: SignalingClient | None = None
+        self.sessions: dict[str, CallSession] = {}
+        self._outboxes: dict[str, VitalsOutbox] = {}
+        self._forget: dict[str, asyncio.TimerHandle] = {}
+        self.finished_calls: list[CallStats] = []
+        self.readings_discarded = 0
+        self.connected = asyncio.Event()
+        self.session_started = asyncio.Event()
+        self.refused: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stack = ExitStack()
+        self._closed = False
+
+    async def __aenter__(self) -> CabinGateway:
+        self._stack.enter_context(host_addresses(self.config.ice_addresses, add_loopback=True))
+        self._tasks.append(asyncio.create_task(self._signaling_loop(), name="cabin-signaling"))
+        if self._readings is not None:
+            self._tasks.append(asyncio.create_task(self._readings_loop(self._readings), name="cabin-readings"))
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for appointment_id in list(self.sessions):
+            await self._end_session(appointment_id)
+        for handle in self._forget.values():
+            handle.cancel()
+        for outbox in self._outboxes.values():
+            outbox.clear()
+        self._outboxes.clear()
+        if self._client is not None:
+            await self._client.close()
+        self._stack.close()
+
+    # --- signaling -------------------------------------------------------------------------------------------
+
+    async def _signaling_loop(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async with SignalingClient(self.config) as client:
+                    self._client = client
+                    self.connected.set()
+                    delay = 0.5
+                    log.info("%s: connected to signaling", self.label)
+                    async for message in client.messages():
+                        await self._handle(message)
+            except SignalingRefused as exc:
+                # A refused credential will not become valid by retrying quickly; retry slowly, loudly.
+                self.refused = str(exc)
+                log.error("%s: %s", self.label, exc)
+                delay = self.config.reconnect_max_delay
+            except SignalingUnavailable as exc:
+                log.warning("%s: %s; retrying in %.1f s", self.label, exc, delay)
+            finally:
+                self._client = None
+                self.connected.clear()
+            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
+            delay = min(delay * 2, self.config.reconnect_max_delay)
+
+    async def _send(self, message: Message) -> None:
+        if self._client is None:
+            log.info("%s: signaling down, %s not sent", self.label, message.type)
+            return
+        try:
+            await self._client.send(message)
+        except SignalingUnavailable as exc:
+            log.info("%s: %s", self.label, exc)
+
+    async def _handle(self, message: Message) -> None:
+        if isinstance(message, PeerJoined) and message.role is Role.PROFESSIONAL:
+            await self._start_session(message)
+        elif isinstance(message, Answer):
+            session = self.sessions.get(message.appointment_id)
+            if session is None:
+                return
+            try:
+                await session.accept_answer(message.sdp)
+            except SessionError as exc:
+                log.warning("%s: %s", session.label, exc)
+                await self._end_session(message.appointment_id)
+                await self._send(Bye(appointment_id=message.appointment_id, reason="answer refused"))
+        elif isinstance(message, Candidate):
+            session = self.sessions.get(message.appointment_id)
+            if session is not None:
+                try:
+                    await session.add_candidate(message.candidate, message.sdp_mid, message.sdp_mline_index)
+                except SessionError as exc:
+                    log.info("%s: %s", session.label, exc)
+        elif isinstance(message, PeerLeft) and message.role is Role.PROFESSIONAL:
+            await self._end_session(message.appointment_id)
+            self._schedule_forget(message.appointment_id)
+        elif isinstance(message, Bye):
+            await self._end_session(message.appointment_id)
+            self._forget_vitals(message.appointment_id)
+        elif isinstance(message, Error):
+            log.warning("%s: signaling says: %s (%s)", self.label, message.message, message.code)
+
+    # --- calls -----------------------------------------------------------------------------------------------
+
+    async def _start_session(self, joined: PeerJoined) -> None:
+        appointment_id = joined.appointment_id
+        await self._end_session(appointment_id)
+        handle = self._forget.pop(appointment_id, None)
+        if handle is not None:
+            handle.cancel()
+        outbox = None
+        if joined.kind is AppointmentKind.MEDICAL:
+            outbox = self._outboxes.setdefault(appointment_id, VitalsOutbox())
+        sources = MediaSources(
+            self.config.video, self.config.audio, self.config.video_format, stamp=self.config.stamp_video
+        )
+        await sources.__aenter__()
+        session = CallSession(
+            appointment_id,
+            joined.kind,
+            joined.ice_servers,
+            sources,
+            outbox=outbox,
+            on_measurement_request=self._on_request,
+        )
+        self.sessions[appointment_id] = session
+        try:
+            sdp = await session.create_offer()
+        except Exception:
+            await self._end_session(appointment_id)
+            raise
+        log.info("%s: offering a %s call", session.label, joined.kind)
+        await self._send(Offer(appointment_id=appointment_id, sdp=sdp))
+        self.session_started.set()
+
+    async def _end_session(self, appointment_id: str) -> None:
+        session = self.sessions.pop(appointment_id, None)
+        if session is not None:
+            await session.close()
+            self.finished_calls.append(session.stats)
+            log.info("%s: call ended", session.label)
+
+    def _schedule_forget(self, appointment_id: str) -> None:
+        if appointment_id not in self._outboxes:
+            return
+        loop = asyncio.get_running_loop()
+        self._forget[appointment_id] = loop.call_later(self._vitals_grace, self._forget_vitals, appointment_id)
+
+    def _forget_vitals(self, appointment_id: str) -> None:
+        """Drop the appointment's unacknowledged readings: nothing about the citizen stays on the PC."""
+        handle = self._forget.pop(appointment_id, None)
+        if handle is not None:
+            handle.cancel()
+        outbox = self._outboxes.pop(appointment_id, None)
+        if outbox is not None:
+            outbox.clear()
+
+    def medical_session(self) -> CallSession | None:
+        for session in self.sessions.values():
+            if session.kind is AppointmentKind.MEDICAL:
+                return session
+        return None
+
+    async def _readings_loop(self, source: ReadingSource) -> None:
+        async for reading in source.readings():
+            session = self.medical_session()
+            if session is None:
+                # No medical call: the reading goes nowhere and is not kept.
+                self.readings_discarded += 1
+                continue
+            session.push_reading(reading)

@@ -1,0 +1,107 @@
+"""The `cabine` command: demo, gateway, decode."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.errors import GatewayError
+from gateway.media.sources import SourceSpec, VideoFormat
+
+
+def _video_size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    try:
+        size = int(width), int(height)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    return size
+
+
+def _media_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--video", default="test", help="camera: test, none or v4l2:/dev/video0 (default: test)")
+    parser.add_argument("--audio", default="test", help="microphone: test, none, alsa:DEVICE or pulse:DEVICE")
+    parser.add_argument("--video-size", type=_video_size, default=(640, 480), help="WIDTHxHEIGHT (default 640x480)")
+    parser.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
+    parser.add_argument(
+        "--ice-address",
+        action="append",
+        dest="ice_addresses",
+        metavar="IP",
+        help="gather ICE host candidates only on this address (repeatable; default: all local addresses)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cabine", description="Cabine: teleconsultation gateway for public cabins.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run signaling and one emulated cabin, and print a doctor link")
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8443, help="HTTPS port (default 8443)")
+    demo.add_argument("--data-dir", type=Path, default=Path(".cabine"), help="where keys and certificates go")
+    demo.add_argument(
+        "--kind",
+        default="medical",
+        choices=["medical", "bank", "energy", "public-service"],
+        help="appointment kind",
+    )
+    demo.add_argument("--reading-interval", type=float, default=3.0, help="seconds between emulated readings")
+    _media_arguments(demo)
+
+    decode = sub.add_parser("decode", help="decode a captured GATT payload, e.g. cabine decode 2A1C 06...")
+    decode.add_argument("characteristic", help="16-bit UUID such as 2A35, or the full 128-bit form")
+    decode.add_argument("hex", nargs="+", help="the payload in hexadecimal")
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import DemoOptions, serve_demo
+    from signaling.protocol import AppointmentKind
+
+    width, height = args.video_size
+    options = DemoOptions(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        video=SourceSpec.parse(args.video, audio=False),
+        audio=SourceSpec.parse(args.audio, audio=True),
+        video_format=VideoFormat(width, height, args.fps),
+        ice_addresses=tuple(args.ice_addresses) if args.ice_addresses else None,
+        reading_interval=args.reading_interval,
+        appointment_kind=AppointmentKind(args.kind),
+    )
+    try:
+        return asyncio.run(serve_demo(options))
+    except OSError as exc:
+        print(f"cabine demo: error: cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["decode"]:
+        from gateway.devices import decode_cli
+
+        return decode_cli.run(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO if args.command != "demo" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "demo":
+            return _demo(args)
+    except GatewayError as exc:
+        print(f"cabine {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return 2

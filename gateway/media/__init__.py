@@ -1,0 +1,1 @@
+"""Camera and microphone sources: av devices and synthetic test sources."""

@@ -1,0 +1,229 @@
+"""One call with a professional: the RTCPeerConnection, its tracks and (medical only) the vitals channel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import candidate_from_sdp
+
+from gateway.devices.readings import Reading
+from gateway.errors import GatewayError
+from gateway.media.sources import MediaSources
+from gateway.vitals import (
+    CHANNEL_LABEL,
+    Ack,
+    MeasurementRequest,
+    PageHello,
+    VitalsOutbox,
+    VitalsProtocolError,
+    parse_page_message,
+)
+from signaling.protocol import AppointmentKind, IceServer
+
+log = logging.getLogger("cabine.gateway.session")
+
+
+class SessionError(GatewayError, RuntimeError):
+    """A call could not be set up."""
+
+
+class PrivacyError(GatewayError, PermissionError):
+    """Health data was about to go where it must not (a non-medical appointment)."""
+
+
+@dataclass(slots=True)
+class CallStats:
+    """What a call has carried; counters only, never content."""
+
+    video_frames_received: int = 0
+    audio_frames_received: int = 0
+    readings_sent: int = 0
+    readings_acked: int = 0
+    bad_vitals_messages: int = 0
+
+
+def rtc_configuration(ice_servers: tuple[IceServer, ...]) -> RTCConfiguration:
+    """Always explicit: aiortc's default configuration would use a public STUN server."""
+    return RTCConfiguration(
+        iceServers=[RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in ice_servers]
+    )
+
+
+class CallSession:
+    """An async context manager around one RTCPeerConnection with the professional; close() is idempotent."""
+
+    def __init__(
+        self,
+        appointment_id: str,
+        kind: AppointmentKind,
+        ice_servers: tuple[IceServer, ...],
+        sources: MediaSources,
+        *,
+        outbox: VitalsOutbox | None = None,
+        on_measurement_request: Callable[[str], Awaitable[None]] | None = None,
+        label: str = "",
+    ) -> None:
+        if kind is AppointmentKind.MEDICAL and outbox is None:
+            raise ValueError("a medical call needs a vitals outbox")
+        if kind is not AppointmentKind.MEDICAL and outbox is not None:
+            raise PrivacyError("a non-medical call must not carry a vitals outbox")
+        self.appointment_id = appointment_id
+        self.kind = kind
+        self.stats = CallStats()
+        self.label = label or f"apt {appointment_id[:12]}"
+        self._pc = RTCPeerConnection(configuration=rtc_configuration(ice_servers))
+        self._sources = sources
+        self._outbox = outbox
+        self._on_request = on_measurement_request
+        self._channel: RTCDataChannel | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.connected = asyncio.Event()
+        self.ended = asyncio.Event()
+        self._pc.on("track", self._on_track)
+        self._pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def connection_state(self) -> str:
+        return str(self._pc.connectionState)
+
+    async def __aenter__(self) -> CallSession:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def create_offer(self) -> str:
+        """Add the cabin's tracks (and the vitals channel for medical calls) and return the offer's SDP."""
+        for track in (self._sources.audio, self._sources.video):
+            if track is not None:
+                self._pc.addTransceiver(track, direction="sendrecv")
+        if self._sources.audio is None:
+            self._pc.addTransceiver("audio", direction="recvonly")
+        if self._sources.video is None:
+            self._pc.addTransceiver("video", direction="recvonly")
+        if self._outbox is not None:
+            self._channel = self._pc.createDataChannel(CHANNEL_LABEL, ordered=True)
+            self._channel.on("open", self._on_channel_open)
+            self._channel.on("message", self._on_channel_message)
+        offer = await self._pc.createOffer()
+        await self._pc.setLocalDescription(offer)
+        return str(self._pc.localDescription.sdp)
+
+    async def accept_answer(self, sdp: str) -> None:
+        """Raises: SessionError: the answer is not acceptable."""
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except (ValueError, AttributeError, KeyError, IndexError) as exc:
+            raise SessionError(f"the professional's answer was refused: {exc}") from exc
+
+    async def add_candidate(self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
+        """Add a trickled remote candidate; an empty one (end of candidates) is ignored."""
+        if not candidate:
+            return
+        try:
+            parsed = candidate_from_sdp(candidate.split(":", 1)[1])
+        except (ValueError, IndexError) as exc:
+            raise SessionError(f"unreadable ICE candidate: {exc}") from exc
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = sdp_mline_index
+        # mDNS names (*.local) are resolved by aioice; unresolvable ones are dropped by it.
+        await self._pc.addIceCandidate(parsed)
+
+    def push_reading(self, reading: Reading) -> None:
+        """Queue a reading for the professional; it is sent now if the channel is open, else on open.
+
+        Raises:
+            PrivacyError: this is not a medical call.
+        """
+        if self._outbox is None:
+            raise PrivacyError("readings are only sent in medical appointments")
+        _, text = self._outbox.add(reading)
+        channel = self._channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(text)
+            self.stats.readings_sent += 1
+
+    def _on_channel_open(self) -> None:
+        channel, outbox = self._channel, self._outbox
+        if channel is None or outbox is None:
+            return
+        for text in outbox.replay():
+            channel.send(text)
+            self.stats.readings_sent += 1
+
+    def _on_channel_message(self, data: str | bytes) -> None:
+        try:
+            message = parse_page_message(data)
+        except VitalsProtocolError as exc:
+            self.stats.bad_vitals_messages += 1
+            log.info("%s: ignored a vitals message: %s", self.label, exc)
+            return
+        outbox, channel = self._outbox, self._channel
+        if outbox is None or channel is None:
+            return
+        if isinstance(message, Ack):
+            self.stats.readings_acked += outbox.ack(message.seq)
+        elif isinstance(message, PageHello):
+            outbox.ack(message.last_seq)
+            for text in outbox.replay(after=message.last_seq):
+                channel.send(text)
+        elif isinstance(message, MeasurementRequest) and self._on_request is not None:
+            self._spawn(self._on_request(message.kind))
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._spawn(self._consume(track))
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        # Remote tracks must be drained, or decoded frames pile up in memory.
+        while True:
+            try:
+                await track.recv()
+            except MediaStreamError:
+                return
+            if track.kind == "video":
+                self.stats.video_frames_received += 1
+            else:
+                self.stats.audio_frames_received += 1
+
+    async def _on_state(self) -> None:
+        state = self._pc.connectionState
+        log.info("%s: connection %s", self.label, state)
+        if state == "connected":
+            self.connected.set()
+        elif state in ("failed", "closed"):
+            self.ended.set()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._pc.close()
+        await self._sources.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
+                await task
+        self.ended.set()

@@ -1,0 +1,109 @@
+"""The cabin's WebSocket connection to signaling, speaking signaling.protocol."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+import aiohttp
+
+from gateway.config import CabinConfig
+from gateway.errors import GatewayError
+from signaling.protocol import Error, Hello, Message, ProtocolError, Welcome, dump, parse
+
+log = logging.getLogger("cabine.gateway.signaling")
+
+
+class SignalingUnavailable(GatewayError, ConnectionError):
+    """Signaling could not be reached, or closed the connection."""
+
+
+class SignalingRefused(GatewayError, PermissionError):
+    """Signaling refused the cabin's credential: retrying will not help until the configuration changes."""
+
+
+class SignalingClient:
+    """One authenticated connection; an async context manager. Reconnection is the caller's loop."""
+
+    def __init__(self, config: CabinConfig) -> None:
+        self._config = config
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self.welcome: Welcome | None = None
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if self._config.ca_file is not None:
+            return ssl.create_default_context(cafile=str(self._config.ca_file))
+        return True
+
+    async def __aenter__(self) -> SignalingClient:
+        try:
+            await self._connect()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _connect(self) -> None:
+        self._session = aiohttp.ClientSession()
+        try:
+            self._ws = await self._session.ws_connect(
+                self._config.ws_url(),
+                ssl=self._ssl(),
+                heartbeat=15.0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            raise SignalingUnavailable(f"cannot reach signaling at {self._config.signaling_url}: {exc}") from exc
+        await self.send(Hello(token=self._config.token))
+        first = await self._receive()
+        if isinstance(first, Error):
+            raise SignalingRefused(f"signaling refused this cabin: {first.message} ({first.code})")
+        if not isinstance(first, Welcome):
+            raise SignalingUnavailable(f"unexpected first message {first.type!r} from signaling")
+        self.welcome = first
+
+    async def send(self, message: Message) -> None:
+        if self._ws is None or self._ws.closed:
+            raise SignalingUnavailable("not connected to signaling")
+        try:
+            await self._ws.send_str(dump(message))
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            raise SignalingUnavailable(f"lost signaling while sending: {exc}") from exc
+
+    async def _receive(self) -> Message:
+        if self._ws is None:
+            raise SignalingUnavailable("not connected to signaling")
+        while True:
+            msg = await self._ws.receive()
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                try:
+                    return parse(msg.data)
+                except ProtocolError as exc:
+                    log.warning("cabin %s: ignored a bad message from signaling: %s", self._config.cabin_id, exc)
+                    continue
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                code = self._ws.close_code
+                raise SignalingUnavailable(f"signaling closed the connection (code {code})")
+            if msg.type is aiohttp.WSMsgType.ERROR:
+                raise SignalingUnavailable(f"signaling connection error: {self._ws.exception()}")
+
+    async def messages(self) -> AsyncIterator[Message]:
+        """Messages until the connection ends (then SignalingUnavailable)."""
+        while True:
+            yield await self._receive()
+
+    async def close(self) -> None:
+        ws, session = self._ws, self._session
+        self._ws = self._session = None
+        if ws is not None and not ws.closed:
+            await ws.close()
+        if session is not None:
+            await session.close()

@@ -1,0 +1,1 @@
+"""Cabine signaling server: links, rooms, relay of negotiation between a professional and a cabin."""

@@ -1,0 +1,63 @@
+"""create_app(): the one place where routes, application keys, cleanup contexts and middlewares meet."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Handler
+from aiohttp.web_request import BaseRequest
+
+from signaling import pages
+from signaling.config import ServerConfig
+from signaling.rooms import Rooms
+from signaling.ws import CONFIG, ROOMS, websocket
+
+log = logging.getLogger("cabine.signaling")
+
+_TOKEN_IN_PATH = re.compile(r"^(/join/)[^/?#]+")
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """Access log lines without the credential that a join link carries in its path."""
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        path = _TOKEN_IN_PATH.sub(lambda m: m.group(1) + "<token>", request.path)
+        self.logger.info('%s "%s %s" %s %.1fms', request.remote, request.method, path, response.status, time * 1000)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unexpected failures become a plain 500 with no traceback in the response."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, _TOKEN_IN_PATH.sub(r"\1<token>", request.path))
+        return web.json_response({"error": "internal error"}, status=500)
+
+
+async def _close_sockets(app: web.Application) -> AsyncIterator[None]:
+    yield
+    # On shutdown, say goodbye to every connected client so pages show "server stopped", not a hang.
+    for client in app[ROOMS].connections():
+        await client.ws.close(code=1001, message=b"server shutting down")
+
+
+def create_app(config: ServerConfig) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
+    app[CONFIG] = config
+    app[ROOMS] = Rooms()
+    app.cleanup_ctx.append(_close_sockets)
+    app.router.add_get("/", pages.index)
+    app.router.add_get("/healthz", pages.health)
+    app.router.add_get("/join", pages.join_without_token)
+    app.router.add_get("/join/", pages.join_without_token)
+    app.router.add_get("/join/{token}", pages.join)
+    app.router.add_get("/ws/{role}", websocket)
+    app.router.add_static("/static/", config.webclient_dir, follow_symlinks=False)
+    return app

@@ -1,0 +1,287 @@
+"""Wire messages between signaling and its clients (the professional's page and the cabin's gateway).
+
+Pure: no I/O. Every message is a JSON object with a "type". `parse` turns text into a typed message or raises
+ProtocolError with a message fit to send back; `dump` turns a message into text. Shared with the gateway.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+from signaling.errors import SignalingError
+
+VERSION: Final = 1
+MAX_MESSAGE_BYTES: Final = 64 * 1024
+MAX_SDP_BYTES: Final = 32 * 1024
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes (4000-4999 are the application's own)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 4400
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+    CONFLICT = 4409
+    TOO_LARGE = 4413
+    RATE_LIMITED = 4429
+    AUTH_TIMEOUT = 4408
+
+
+class ProtocolError(SignalingError, ValueError):
+    """A message that cannot be accepted; `code` is the close code that goes with it."""
+
+    def __init__(self, message: str, code: CloseCode = CloseCode.PROTOCOL_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Role(enum.StrEnum):
+    PROFESSIONAL = "professional"
+    CABIN = "cabin"
+
+
+class AppointmentKind(enum.StrEnum):
+    MEDICAL = "medical"
+    BANK = "bank"
+    ENERGY = "energy"
+    PUBLIC_SERVICE = "public-service"
+
+
+# --- messages ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First message of every connection: the credential."""
+
+    token: str
+    type: str = field(default="hello", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IceServer:
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppointmentInfo:
+    id: str
+    kind: AppointmentKind
+    cabin_id: str
+    professional_name: str
+    starts_at: str
+    ends_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """Sent by signaling once the credential is accepted."""
+
+    role: Role
+    ice_servers: tuple[IceServer, ...]
+    appointment: AppointmentInfo | None = None
+    cabin_id: str | None = None
+    type: str = field(default="welcome", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerJoined:
+    """The other end of `appointment_id` is connected."""
+
+    appointment_id: str
+    role: Role
+    kind: AppointmentKind
+    ice_servers: tuple[IceServer, ...] = ()
+    type: str = field(default="peer-joined", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLeft:
+    appointment_id: str
+    role: Role
+    type: str = field(default="peer-left", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    appointment_id: str
+    sdp: str
+    type: str = field(default="offer", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    appointment_id: str
+    sdp: str
+    type: str = field(default="answer", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A trickled ICE candidate; an empty `candidate` means end of candidates."""
+
+    appointment_id: str
+    candidate: str
+    sdp_mid: str | None
+    sdp_mline_index: int | None
+    type: str = field(default="candidate", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    appointment_id: str
+    reason: str = ""
+    type: str = field(default="bye", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Sent by signaling before closing, or for a recoverable refusal."""
+
+    code: int
+    message: str
+    type: str = field(default="error", init=False)
+
+
+Message = Hello | Welcome | PeerJoined | PeerLeft | Offer | Answer | Candidate | Bye | Error
+
+# Messages a client may send once admitted (hello only comes first).
+RELAYED: Final = frozenset({"offer", "answer", "candidate", "bye"})
+
+
+def dump(message: Message) -> str:
+    """Serialise a message to JSON text."""
+    data = asdict(message)
+    data["v"] = VERSION
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _str(data: dict[str, Any], key: str, *, max_len: int = 256, allow_empty: bool = False) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise ProtocolError(f"'{key}' must be a string")
+    if not value and not allow_empty:
+        raise ProtocolError(f"'{key}' must not be empty")
+    if len(value) > max_len:
+        raise ProtocolError(f"'{key}' is too long ({len(value)} > {max_len})")
+    return value
+
+
+def _sdp(data: dict[str, Any], kind: str) -> str:
+    sdp = _str(data, "sdp", max_len=MAX_SDP_BYTES)
+    # A session description starts with its version line and names at least one media section.
+    if not sdp.startswith("v=0") or "\nm=" not in sdp:
+        raise ProtocolError(f"'{kind}' carries no valid SDP (must start with 'v=0' and have a media section)")
+    return sdp
+
+
+def _ice_servers(raw: Any) -> tuple[IceServer, ...]:
+    if not isinstance(raw, list):
+        raise ProtocolError("'ice_servers' must be a list")
+    servers = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("urls"), list):
+            raise ProtocolError("each ICE server needs a 'urls' list")
+        servers.append(
+            IceServer(
+                urls=tuple(str(u) for u in item["urls"]),
+                username=item.get("username"),
+                credential=item.get("credential"),
+            )
+        )
+    return tuple(servers)
+
+
+def parse(text: str | bytes) -> Message:
+    """Parse one wire message.
+
+    Raises:
+        ProtocolError: the text is too large, not JSON, not an object, of unknown type or missing fields.
+    """
+    if len(text) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message too large ({len(text)} bytes > {MAX_MESSAGE_BYTES})", CloseCode.TOO_LARGE)
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("message is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise ProtocolError("message must be a JSON object")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("message has no 'type'")
+    try:
+        return _parse_typed(kind, data)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ProtocolError):
+            raise
+        raise ProtocolError(f"malformed '{kind}' message: {exc}") from exc
+
+
+def _parse_typed(kind: str, data: dict[str, Any]) -> Message:
+    if kind == "hello":
+        return Hello(token=_str(data, "token", max_len=4096))
+    if kind == "offer":
+        return Offer(appointment_id=_str(data, "appointment_id"), sdp=_sdp(data, kind))
+    if kind == "answer":
+        return Answer(appointment_id=_str(data, "appointment_id"), sdp=_sdp(data, kind))
+    if kind == "candidate":
+        mid = data.get("sdp_mid")
+        index = data.get("sdp_mline_index")
+        if mid is not None and not isinstance(mid, str):
+            raise ProtocolError("'sdp_mid' must be a string or null")
+        if index is not None and (not isinstance(index, int) or isinstance(index, bool) or index < 0):
+            raise ProtocolError("'sdp_mline_index' must be a non-negative integer or null")
+        candidate = _str(data, "candidate", max_len=1024, allow_empty=True)
+        if candidate and not candidate.startswith("candidate:"):
+            raise ProtocolError("'candidate' must start with 'candidate:'")
+        return Candidate(
+            appointment_id=_str(data, "appointment_id"),
+            candidate=candidate,
+            sdp_mid=mid,
+            sdp_mline_index=index,
+        )
+    if kind == "bye":
+        return Bye(
+            appointment_id=_str(data, "appointment_id"),
+            reason=_str(data, "reason", allow_empty=True) if "reason" in data else "",
+        )
+    if kind == "welcome":
+        raw_appt = data.get("appointment")
+        appt = None
+        if raw_appt is not None:
+            appt = AppointmentInfo(
+                id=_str(raw_appt, "id"),
+                kind=AppointmentKind(raw_appt["kind"]),
+                cabin_id=_str(raw_appt, "cabin_id"),
+                professional_name=_str(raw_appt, "professional_name", allow_empty=True),
+                starts_at=_str(raw_appt, "starts_at"),
+                ends_at=_str(raw_appt, "ends_at"),
+            )
+        return Welcome(
+            role=Role(data["role"]),
+            ice_servers=_ice_servers(data.get("ice_servers", [])),
+            appointment=appt,
+            cabin_id=data.get("cabin_id"),
+        )
+    if kind == "peer-joined":
+        return PeerJoined(
+            appointment_id=_str(data, "appointment_id"),
+            role=Role(data["role"]),
+            kind=AppointmentKind(data["kind"]),
+            ice_servers=_ice_servers(data.get("ice_servers", [])),
+        )
+    if kind == "peer-left":
+        return PeerLeft(appointment_id=_str(data, "appointment_id"), role=Role(data["role"]))
+    if kind == "error":
+        code = data.get("code")
+        if not isinstance(code, int):
+            raise ProtocolError("'code' must be an integer")
+        return Error(code=code, message=_str(data, "message", max_len=1024, allow_empty=True))
+    raise ProtocolError(f"unknown message type '{kind[:32]}'")

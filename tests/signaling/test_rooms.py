@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+
+from signaling.protocol import AppointmentKind, CloseCode, Role
+from signaling.rooms import RoomError, Rooms
+
+
+def test_relay_only_within_the_room_and_in_order() -> None:
+    rooms: Rooms[str] = Rooms()
+    rooms.attach_cabin("c1", "cabin-1")
+    rooms.attach_cabin("c2", "cabin-2")
+    rooms.attach_professional("a1", "c1", AppointmentKind.MEDICAL, "pro-1")
+    rooms.attach_professional("a2", "c2", AppointmentKind.BANK, "pro-2")
+    with pytest.raises(RoomError, match="answer before offer"):
+        rooms.route("a1", Role.PROFESSIONAL, "answer", "pro-1")
+    assert rooms.route("a1", Role.CABIN, "offer", "cabin-1") == "pro-1"
+    assert rooms.route("a1", Role.PROFESSIONAL, "answer", "pro-1") == "cabin-1"
+    assert rooms.route("a1", Role.PROFESSIONAL, "candidate", "pro-1") == "cabin-1"
+    # Another cabin, or another room's professional, cannot send into room a1.
+    with pytest.raises(RoomError) as other_cabin:
+        rooms.route("a1", Role.CABIN, "offer", "cabin-2")
+    assert other_cabin.value.code is CloseCode.FORBIDDEN
+    with pytest.raises(RoomError):
+        rooms.route("a1", Role.PROFESSIONAL, "candidate", "pro-2")
+
+
+def test_second_professional_is_refused_and_the_first_stays() -> None:
+    rooms: Rooms[str] = Rooms()
+    rooms.attach_professional("a1", "c1", AppointmentKind.MEDICAL, "pro-1")
+    with pytest.raises(RoomError) as info:
+        rooms.attach_professional("a1", "c1", AppointmentKind.MEDICAL, "intruder")
+    assert info.value.code is CloseCode.CONFLICT
+    room = rooms.room("a1")
+    assert room is not None and room.professional == "pro-1"
+
+
+def test_cabin_leaving_reports_waiting_professionals() -> None:
+    rooms: Rooms[str] = Rooms()
+    rooms.attach_cabin("c1", "cabin-1")
+    rooms.attach_professional("a1", "c1", AppointmentKind.MEDICAL, "pro-1")
+    assert rooms.attach_cabin("c1", "cabin-1b") == "cabin-1"
+    assert rooms.detach_cabin("c1", "cabin-1") == []  # the stale connection no longer counts
+    waiting = rooms.detach_cabin("c1", "cabin-1b")
+    assert [r.appointment_id for r in waiting] == ["a1"]
+    with pytest.raises(RoomError, match="not connected"):
+        rooms.route("a1", Role.PROFESSIONAL, "candidate", "pro-1")

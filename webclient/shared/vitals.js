@@ -1,0 +1,59 @@
+// Receiving readings on the "vitals" data channel: numbered, de-duplicated, acknowledged.
+
+const UNITS = {
+  "Cel": "°C", "[degF]": "°F", "mm[Hg]": "mmHg", "kPa": "kPa", "%": "%", "/min": "/min",
+  "kg": "kg", "[lb_av]": "lb", "kg/m2": "kg/m²", "m": "m", "[in_i]": "in",
+};
+
+export function unitLabel(ucum) {
+  return UNITS[ucum] ?? ucum;
+}
+
+export function formatNumber(value, lang) {
+  const digits = Number.isInteger(value) ? 0 : Math.min(2, (String(value).split(".")[1] || "").length);
+  return new Intl.NumberFormat(lang === "fr" ? "fr-FR" : "en-GB", {
+    minimumFractionDigits: digits, maximumFractionDigits: digits,
+  }).format(value);
+}
+
+export class VitalsReceiver extends EventTarget {
+  constructor() {
+    super();
+    this.lastSeq = 0;
+    this.seen = new Set();
+    this.readings = [];
+  }
+
+  attach(channel) {
+    this.channel = channel;
+    channel.addEventListener("open", () => this.#send({ type: "hello", last_seq: this.lastSeq }));
+    channel.addEventListener("message", (event) => this.#onMessage(event.data));
+  }
+
+  #send(message) {
+    if (this.channel && this.channel.readyState === "open") {
+      this.channel.send(JSON.stringify({ v: 1, ...message }));
+    }
+  }
+
+  #onMessage(text) {
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (message.v !== 1 || message.type !== "reading" || !Number.isInteger(message.seq)) return;
+    if (!this.seen.has(message.seq)) {
+      this.seen.add(message.seq);
+      this.readings.push({ ...message.reading, seq: message.seq, receivedAt: new Date() });
+      this.dispatchEvent(new CustomEvent("reading", { detail: { seq: message.seq, reading: message.reading } }));
+    }
+    while (this.seen.has(this.lastSeq + 1)) this.lastSeq += 1;
+    this.#send({ type: "ack", seq: this.lastSeq });
+  }
+
+  request(kind) {
+    this.#send({ type: "request", kind });
+  }
+}
