@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.demo import DemoOptions, run_demo
+from signaling.protocol import AppointmentKind
 from tests.browser import chromium
 from tests.conftest import wait_until
 
@@ -84,3 +85,31 @@ async def test_doctor_link_shows_the_cabin(tmp_path: Path, port: int) -> None:
         assert set(got) <= set(thermometer.sent)
         assert await page.locator("body").get_attribute("data-state") == "inCall"
     print(f"end-to-end test took {time.monotonic() - started:.1f} s")
+
+
+async def test_a_bank_appointment_shows_no_vitals_panel(tmp_path: Path, port: int) -> None:
+    options = DemoOptions(
+        port=port, data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",), appointment_kind=AppointmentKind.BANK
+    )
+    async with run_demo(options) as demo, chromium(tmp_path / "profile") as browser:
+        assert demo.thermometer is None
+        page = await browser.new_page()
+        await page.goto(demo.doctor_link)
+        await page.get_by_role("button", name="Rejoindre").click()
+        await page.wait_for_selector("body[data-state=inCall]", timeout=20_000)
+        assert await page.locator("#vitals").is_hidden()
+        assert "Rendez-vous bancaire" in await page.locator("#appointment").inner_text()
+        # No data channel was negotiated at all.
+        sdp = await page.evaluate("window.cabine.pc.remoteDescription.sdp")
+        assert "m=application" not in sdp
+
+
+async def test_a_forged_link_shows_a_clear_refusal_in_the_browser(tmp_path: Path, port: int) -> None:
+    options = DemoOptions(port=port, data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",))
+    async with run_demo(options) as demo, chromium(tmp_path / "profile") as browser:
+        head, payload, _ = demo.doctor_link.rsplit("/", 1)[1].split(".")
+        page = await browser.new_page()
+        response = await page.goto(f"{demo.base_url}/join/{head}.{payload}.{'A' * 86}")
+        assert response is not None and response.status == 401
+        assert await page.get_by_role("heading", name="Lien refusé").is_visible()
+        assert "n'a pas été émis par ce service" in await page.locator("main").inner_text()

@@ -90,6 +90,11 @@ class PatternPainter:
         x = (index * (w // 120)) % (w - bar)
         top = self._stamp_height if self.stamp else 0
         frame[top : h - h // 8, x : x + bar] = _WHITE
+        # Neutral chroma under the bar, so it is white and not tinted by the colour bar beneath.
+        u = frame[h : h + h // 4].reshape(h // 2, w // 2)
+        v = frame[h + h // 4 :].reshape(h // 2, w // 2)
+        u[top // 2 : (h - h // 8) // 2, x // 2 : (x + bar) // 2] = 128
+        v[top // 2 : (h - h // 8) // 2, x // 2 : (x + bar) // 2] = 128
         if self.stamp:
             self._draw_stamp(frame, capture_ms, index)
         return frame

@@ -59,7 +59,7 @@ function renderAppointment() {
 
 function formatQuantity(q) {
   if (q.value === null || q.value === undefined) return `${t("noValue")} (${q.no_value})`;
-  return `${formatNumber(q.value, state.lang)} ${unitLabel(q.unit)}`;
+  return `${formatNumber(q.value, state.lang, q.unit)} ${unitLabel(q.unit)}`;
 }
 
 function renderVitals() {
@@ -83,7 +83,7 @@ function renderVitals() {
         const q = Object.fromEntries(reading.quantities.map((x) => [x.code, x]));
         const sys = q.systolic?.value, dia = q.diastolic?.value;
         value.textContent = sys != null && dia != null
-          ? `${formatNumber(sys, state.lang)}/${formatNumber(dia, state.lang)} ${unitLabel(q.systolic.unit)}`
+          ? `${formatNumber(sys, state.lang, q.systolic.unit)}/${formatNumber(dia, state.lang, q.diastolic.unit)} ${unitLabel(q.systolic.unit)}`
           : formatQuantity(reading.quantities[0]);
         const extra = [q.mean && `moy. ${formatQuantity(q.mean)}`, q["pulse-rate"] && `pouls ${formatQuantity(q["pulse-rate"])}`]
           .filter(Boolean).join(" · ");

@@ -9,8 +9,11 @@ export function unitLabel(ucum) {
   return UNITS[ucum] ?? ucum;
 }
 
-export function formatNumber(value, lang) {
-  const digits = Number.isInteger(value) ? 0 : Math.min(2, (String(value).split(".")[1] || "").length);
+// Decimals shown per unit: a temperature is always read to the tenth ("37,0 °C", never "37 °C").
+const DECIMALS = { "Cel": 1, "[degF]": 1, "kg": 1, "[lb_av]": 1, "kg/m2": 1, "m": 2, "[in_i]": 1 };
+
+export function formatNumber(value, lang, unit) {
+  const digits = DECIMALS[unit] ?? (Number.isInteger(value) ? 0 : 1);
   return new Intl.NumberFormat(lang === "fr" ? "fr-FR" : "en-GB", {
     minimumFractionDigits: digits, maximumFractionDigits: digits,
   }).format(value);
