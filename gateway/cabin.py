@@ -8,6 +8,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Protocol
 
@@ -20,6 +21,7 @@ from gateway.signaling_client import SignalingClient, SignalingRefused, Signalin
 from gateway.vitals import VitalsOutbox
 from signaling.protocol import (
     Answer,
+    AppointmentInfo,
     AppointmentKind,
     Bye,
     Candidate,
@@ -28,7 +30,10 @@ from signaling.protocol import (
     Offer,
     PeerJoined,
     PeerLeft,
+    Presence,
     Role,
+    RoomState,
+    Schedule,
 )
 
 log = logging.getLogger("cabine.gateway")
@@ -41,6 +46,7 @@ class ReadingSource(Protocol):
 
 
 MeasurementHandler = Callable[[str], Awaitable[None]]
+EARLY_CHECKIN = timedelta(minutes=15)
 
 
 class CabinGateway:
@@ -68,6 +74,11 @@ class CabinGateway:
         self.connected = asyncio.Event()
         self.session_started = asyncio.Event()
         self.refused: str | None = None
+        self.schedule: tuple[AppointmentInfo, ...] = ()
+        self.room_states: dict[str, RoomState] = {}
+        self.checked_in: set[str] = set()
+        # Set on every change of schedule, room state or call; the kiosk screen waits on it.
+        self.changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stack = ExitStack()
         self._closed = False
@@ -115,6 +126,8 @@ class CabinGateway:
                     self.connected.set()
                     delay = 0.5
                     log.info("%s: connected to signaling", self.label)
+                    for appointment_id in sorted(self.checked_in):
+                        await self._send(Presence(appointment_id=appointment_id, present=True))
                     async for message in client.messages():
                         await self._handle(message)
             except SignalingRefused as exc:
@@ -139,8 +152,51 @@ class CabinGateway:
         except SignalingUnavailable as exc:
             log.info("%s: %s", self.label, exc)
 
+    def _notify(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    async def check_in(self, appointment_id: str) -> None:
+        """The citizen is in the cabin for this appointment: the professional can admit them."""
+        self.checked_in.add(appointment_id)
+        await self._send(Presence(appointment_id=appointment_id, present=True))
+        self._notify()
+
+    async def check_out(self, appointment_id: str) -> None:
+        """The citizen left: end any call and forget everything about the appointment's readings."""
+        self.checked_in.discard(appointment_id)
+        if appointment_id in self.sessions:
+            await self._send(Bye(appointment_id=appointment_id, reason="citizen left"))
+        await self._end_session(appointment_id)
+        self._forget_vitals(appointment_id)
+        await self._send(Presence(appointment_id=appointment_id, present=False))
+        self._notify()
+
+    def open_appointments(self, now: datetime | None = None) -> list[AppointmentInfo]:
+        """Appointments whose window is open now (15 minutes before the start to the end)."""
+        now = now or datetime.now(UTC)
+        return [
+            a
+            for a in self.schedule
+            if datetime.fromisoformat(a.starts_at) - EARLY_CHECKIN <= now < datetime.fromisoformat(a.ends_at)
+        ]
+
     async def _handle(self, message: Message) -> None:
-        if isinstance(message, PeerJoined) and message.role is Role.PROFESSIONAL:
+        if isinstance(message, Schedule):
+            self.schedule = message.appointments
+            known = {a.id for a in message.appointments}
+            for appointment_id in list(self.checked_in):
+                if appointment_id not in known:
+                    self.checked_in.discard(appointment_id)
+            if self.config.auto_checkin:
+                for info in self.open_appointments():
+                    if info.id not in self.checked_in:
+                        await self.check_in(info.id)
+            self._notify()
+        elif isinstance(message, RoomState):
+            self.room_states[message.appointment_id] = message
+            self._notify()
+        elif isinstance(message, PeerJoined) and message.role is Role.PROFESSIONAL:
             await self._start_session(message)
         elif isinstance(message, Answer):
             session = self.sessions.get(message.appointment_id)
@@ -165,6 +221,9 @@ class CabinGateway:
         elif isinstance(message, Bye):
             await self._end_session(message.appointment_id)
             self._forget_vitals(message.appointment_id)
+            if message.reason == "cancelled":
+                self.checked_in.discard(message.appointment_id)
+            self._notify()
         elif isinstance(message, Error):
             log.warning("%s: signaling says: %s (%s)", self.label, message.message, message.code)
 
@@ -200,6 +259,7 @@ class CabinGateway:
         log.info("%s: offering a %s call", session.label, joined.kind)
         await self._send(Offer(appointment_id=appointment_id, sdp=sdp))
         self.session_started.set()
+        self._notify()
 
     async def _end_session(self, appointment_id: str) -> None:
         session = self.sessions.pop(appointment_id, None)
@@ -207,6 +267,7 @@ class CabinGateway:
             await session.close()
             self.finished_calls.append(session.stats)
             log.info("%s: call ended", session.label)
+            self._notify()
 
     def _schedule_forget(self, appointment_id: str) -> None:
         if appointment_id not in self._outboxes:

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
 from gateway.ice import validate_addresses
+from gateway.identity import CabinIdentity
 from gateway.media.sources import SourceSpec, VideoFormat
 
 
@@ -16,8 +17,8 @@ class CabinConfig:
     cabin_id: str
     # Base URL of signaling, e.g. wss://signaling.example.org:8443 (ws:// only with the development flag).
     signaling_url: str
-    # The cabin's credential for signaling; never logged.
-    token: str = field(repr=False)
+    # The cabin's own key (made by `cabine cabin enroll`); it signs a fresh proof for each connection.
+    identity: CabinIdentity = field(repr=False)
     ca_file: Path | None = None
     video: SourceSpec = SourceSpec("test")
     audio: SourceSpec = SourceSpec("test")
@@ -27,11 +28,15 @@ class CabinConfig:
     # Bluetooth addresses of the cabin's own medical devices; others are ignored.
     device_allowlist: tuple[str, ...] = ()
     stamp_video: bool = False
+    # Without a kiosk screen (demos, benchmarks), the citizen is taken as present for open appointments.
+    auto_checkin: bool = False
     reconnect_max_delay: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.cabin_id:
             raise ConfigError("cabin_id must not be empty")
+        if self.identity.cabin_id != self.cabin_id:
+            raise ConfigError(f"the key is for cabin {self.identity.cabin_id!r}, not {self.cabin_id!r}")
         parts = urlsplit(self.signaling_url)
         if parts.scheme not in ("wss", "ws") or not parts.hostname:
             raise ConfigError(f"signaling_url must be wss://host[:port], got {self.signaling_url!r}")

@@ -9,22 +9,24 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-from aiohttp import web
 
 from gateway.cabin import CabinGateway, ReadingSource
 from gateway.config import CabinConfig
 from gateway.devices.direct import DirectThermometer
+from gateway.identity import CabinIdentity
 from gateway.media.sources import SourceSpec, VideoFormat
-from signaling.app import RedactingAccessLogger, create_app
-from signaling.appointments import Appointment, MemoryAppointmentStore
-from signaling.config import ServerConfig
-from signaling.protocol import AppointmentKind, IceServer, Role
+from signaling.config import ServerConfig, hash_api_key
+from signaling.links import professional_link
+from signaling.models import Appointment, Cabin
+from signaling.protocol import AppointmentKind
+from signaling.server import load_or_create_operator_key, load_or_create_signer, serve
+from signaling.sqlite_store import SQLiteStore
 from signaling.tls import CertificatePaths, ensure_development_certificate
 from signaling.tokens import TokenSigner
+from signaling.ws import HUB, Hub
 
 log = logging.getLogger("cabine.demo")
 
@@ -44,6 +46,10 @@ class DemoOptions:
     reading_interval: float = 3.0
     appointment_kind: AppointmentKind = AppointmentKind.MEDICAL
     stamp_video: bool = False
+    # The professional admits the citizen (False) or the call starts as soon as both are there (benchmarks).
+    auto_admit: bool = False
+    # No kiosk screen yet in the demo: the emulated citizen checks in as soon as the window opens.
+    auto_checkin: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,83 +63,92 @@ class RunningDemo:
     gateway: CabinGateway
     thermometer: DirectThermometer | None
     signer: TokenSigner
-    store: MemoryAppointmentStore
-
-
-def load_or_create_signer(path: Path) -> TokenSigner:
-    """The server's link-signing key, created on first run (mode 0600, git-ignored)."""
-    if path.exists():
-        return TokenSigner.from_pem(path.read_bytes())
-    signer = TokenSigner.generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_bytes(signer.private_pem())
-    return signer
+    store: SQLiteStore
+    operator_key: str
+    hub: Hub
 
 
 def _client_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
 
 
+def ensure_demo_cabin(store: SQLiteStore, key_path: Path, now: datetime) -> CabinIdentity:
+    """The demo's cabin, enrolled once: the same steps as `cabine cabin add` then `cabine cabin enroll`."""
+    if key_path.exists():
+        identity = CabinIdentity.load(key_path)
+    else:
+        identity = CabinIdentity.generate(DEMO_CABIN)
+        identity.save(key_path)
+    cabin = store.get_cabin(DEMO_CABIN)
+    if cabin is None:
+        store.add_cabin(Cabin(id=DEMO_CABIN, name="Cabine de démonstration"))
+        cabin = store.get_cabin(DEMO_CABIN)
+    if cabin is not None and cabin.public_key != identity.public_bytes():
+        store.update_cabin(replace(cabin, public_key=identity.public_bytes(), enrolled_at=now, disabled=False))
+    return identity
+
+
 @contextlib.asynccontextmanager
 async def run_demo(options: DemoOptions, *, readings: ReadingSource | None = None) -> AsyncIterator[RunningDemo]:
     """Start signaling and one cabin; yields when both are up, stops both on exit."""
     names = tuple(dict.fromkeys(("localhost", "127.0.0.1", "::1", options.host)))
-    certs = ensure_development_certificate(options.data_dir / "certs", names)
-    signer = load_or_create_signer(options.data_dir / "signing-key.pem")
-    store = MemoryAppointmentStore()
+    data = options.data_dir
+    certs = ensure_development_certificate(data / "certs", names)
+    signer = load_or_create_signer(data / "signing-key.pem")
+    operator_key = load_or_create_operator_key(data / "operator-key")
     now = datetime.now(UTC)
-    appointment = Appointment(
-        id=Appointment.new_id(),
-        kind=options.appointment_kind,
-        cabin_id=DEMO_CABIN,
-        starts_at=now.replace(second=0, microsecond=0),
-        duration=timedelta(hours=2),
-        professional_name="Dr Demo",
-    )
-    store.add(appointment)
-    config = ServerConfig(signer=signer, store=store, ice_servers=tuple[IceServer, ...]())
-    app = create_app(config)
-    runner = web.AppRunner(app, access_log_class=RedactingAccessLogger, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, options.host, options.port, ssl_context=certs.server_context())
-        await site.start()
-        client_host = _client_host(options.host)
-        base_url = f"https://{client_host}:{options.port}"
-        cabin_token = signer.issue(DEMO_CABIN, Role.CABIN, not_before=now, expires_at=now + timedelta(days=1))
-        doctor_token = signer.issue(
-            appointment.id, Role.PROFESSIONAL, not_before=appointment.opens_at, expires_at=appointment.ends_at
-        )
-        cabin = CabinConfig(
+    client_host = _client_host(options.host)
+    base_url = f"https://{client_host}:{options.port}"
+    with SQLiteStore.open(data / "cabine.sqlite") as store:
+        identity = ensure_demo_cabin(store, data / "cabin.key", now)
+        appointment = Appointment(
+            id=Appointment.new_id(),
+            kind=options.appointment_kind,
             cabin_id=DEMO_CABIN,
-            signaling_url=f"wss://{client_host}:{options.port}",
-            token=cabin_token,
-            ca_file=certs.ca_cert,
-            video=options.video,
-            audio=options.audio,
-            video_format=options.video_format,
-            ice_addresses=options.ice_addresses,
-            stamp_video=options.stamp_video,
+            starts_at=now.replace(second=0, microsecond=0),
+            duration=timedelta(hours=2),
+            professional_name="Dr Demo",
+            created_at=now,
         )
-        thermometer = None
-        if readings is None and options.appointment_kind is AppointmentKind.MEDICAL:
-            thermometer = DirectThermometer(interval=options.reading_interval)
-            readings = thermometer
-        async with CabinGateway(cabin, readings=readings) as gateway:
-            await asyncio.wait_for(gateway.connected.wait(), timeout=10)
-            yield RunningDemo(
-                doctor_link=f"{base_url}/join/{doctor_token}",
-                base_url=base_url,
-                certificates=certs,
-                appointment=appointment,
-                gateway=gateway,
-                thermometer=thermometer,
-                signer=signer,
-                store=store,
+        store.add_appointment(appointment)
+        config = ServerConfig(
+            signer=signer,
+            store=store,
+            public_url=base_url,
+            operator_key_hashes=(hash_api_key(operator_key),),
+            auto_admit=options.auto_admit,
+        )
+        async with serve(config, options.host, options.port, certs.server_context()) as runner:
+            cabin = CabinConfig(
+                cabin_id=DEMO_CABIN,
+                signaling_url=f"wss://{client_host}:{options.port}",
+                identity=identity,
+                ca_file=certs.ca_cert,
+                video=options.video,
+                audio=options.audio,
+                video_format=options.video_format,
+                ice_addresses=options.ice_addresses,
+                stamp_video=options.stamp_video,
+                auto_checkin=options.auto_checkin,
             )
-    finally:
-        await runner.cleanup()
+            thermometer = None
+            if readings is None and options.appointment_kind is AppointmentKind.MEDICAL:
+                thermometer = DirectThermometer(interval=options.reading_interval)
+                readings = thermometer
+            async with CabinGateway(cabin, readings=readings) as gateway:
+                await asyncio.wait_for(gateway.connected.wait(), timeout=10)
+                yield RunningDemo(
+                    doctor_link=professional_link(signer, base_url, appointment),
+                    base_url=base_url,
+                    certificates=certs,
+                    appointment=appointment,
+                    gateway=gateway,
+                    thermometer=thermometer,
+                    signer=signer,
+                    store=store,
+                    operator_key=operator_key,
+                    hub=runner.app[HUB],
+                )
 
 
 def _process_age() -> float | None:

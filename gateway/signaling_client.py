@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from types import TracebackType
 
 import aiohttp
@@ -62,7 +63,7 @@ class SignalingClient:
             )
         except (aiohttp.ClientError, OSError) as exc:
             raise SignalingUnavailable(f"cannot reach signaling at {self._config.signaling_url}: {exc}") from exc
-        await self.send(Hello(token=self._config.token))
+        await self.send(Hello(token=self._config.identity.proof(datetime.now(UTC))))
         first = await self._receive()
         if isinstance(first, Error):
             raise SignalingRefused(f"signaling refused this cabin: {first.message} ({first.code})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -12,9 +14,9 @@ from aiohttp.typedefs import Handler
 from aiohttp.web_request import BaseRequest
 
 from signaling import pages
+from signaling.api import add_api_routes
 from signaling.config import ServerConfig
-from signaling.rooms import Rooms
-from signaling.ws import CONFIG, ROOMS, websocket
+from signaling.ws import CONFIG, HUB, Hub, websocket
 
 log = logging.getLogger("cabine.signaling")
 
@@ -41,18 +43,32 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return web.json_response({"error": "internal error"}, status=500)
 
 
-async def _close_sockets(app: web.Application) -> AsyncIterator[None]:
+async def _hub(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB]
+
+    async def refresh() -> None:
+        # Windows open and appointments are added while a cabin is connected: keep its screen current.
+        while True:
+            await asyncio.sleep(30)
+            try:
+                await hub.refresh_schedules()
+            except Exception:
+                log.exception("schedule refresh failed")
+
+    task = asyncio.create_task(refresh(), name="schedule-refresh")
     yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
     # On shutdown, say goodbye to every connected client so pages show "server stopped", not a hang.
-    for client in app[ROOMS].connections():
-        await client.ws.close(code=1001, message=b"server shutting down")
+    await hub.close_all()
 
 
 def create_app(config: ServerConfig) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
     app[CONFIG] = config
-    app[ROOMS] = Rooms()
-    app.cleanup_ctx.append(_close_sockets)
+    app[HUB] = Hub(config)
+    app.cleanup_ctx.append(_hub)
     app.router.add_get("/", pages.index)
     app.router.add_get("/healthz", pages.health)
     app.router.add_get("/join", pages.join_without_token)
@@ -60,4 +76,5 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/join/{token}", pages.join)
     app.router.add_get("/ws/{role}", websocket)
     app.router.add_static("/static/", config.webclient_dir, follow_symlinks=False)
+    add_api_routes(app)
     return app

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from signaling.appointments import AppointmentStore, MemoryAppointmentStore
 from signaling.protocol import IceServer
+from signaling.store import Store
 from signaling.tokens import TokenSigner
 
 WEBCLIENT_DIR = Path(__file__).resolve().parent.parent / "webclient"
@@ -18,12 +20,23 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def hash_api_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     signer: TokenSigner
-    store: AppointmentStore = field(default_factory=MemoryAppointmentStore)
+    store: Store
+    # The address professionals reach, used to build links (e.g. https://visio.example.org).
+    public_url: str = "https://127.0.0.1:8443"
+    # SHA-256 of each operator API key accepted by the REST API.
+    operator_key_hashes: tuple[bytes, ...] = ()
     # Handed to both ends; empty means host candidates only (loopback tests, same-LAN demos).
     ice_servers: tuple[IceServer, ...] = ()
+    # Benchmarks and kiosk-less demos admit the citizen as soon as both ends are there.
+    auto_admit: bool = False
+    enrollment_lifetime: timedelta = timedelta(hours=24)
     webclient_dir: Path = WEBCLIENT_DIR
     clock: Callable[[], datetime] = utc_now
     hello_timeout: float = 10.0
@@ -31,3 +44,7 @@ class ServerConfig:
     # Token bucket per connection: a burst of ICE candidates is fine, a flood is not.
     rate_burst: int = 60
     rate_per_second: float = 20.0
+
+    def operator_key_ok(self, key: str) -> bool:
+        digest = hash_api_key(key)
+        return any(hmac.compare_digest(digest, h) for h in self.operator_key_hashes)

@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 
 from signaling.protocol import Role
-from signaling.tokens import TokenError, TokenRefusal, fingerprint
+from signaling.tokens import TokenError, TokenRefusal, fingerprint, peek_role
 from signaling.ws import CONFIG
 
 log = logging.getLogger("cabine.signaling")
@@ -33,6 +33,10 @@ _FRENCH = {
     TokenRefusal.NOT_YET_VALID: "Ce lien n'est pas encore valable.",
     TokenRefusal.WRONG_ROLE: "Ce lien n'est pas prévu pour cet usage.",
     TokenRefusal.REVOKED: "Ce rendez-vous a été annulé.",
+    TokenRefusal.UNKNOWN_CABIN: "Cette cabine n'est pas enregistrée.",
+    TokenRefusal.CABIN_DISABLED: "Cette cabine a été désactivée.",
+    TokenRefusal.REPLAYED: "Ce justificatif a déjà été utilisé.",
+    TokenRefusal.OUTSIDE_WINDOW: "Ce lien n'est valable que pendant le créneau du rendez-vous.",
 }
 
 
@@ -53,11 +57,13 @@ async def join(request: web.Request) -> web.StreamResponse:
     token = request.match_info.get("token", "")
     now = config.clock()
     try:
+        if peek_role(token) not in (None, Role.PROFESSIONAL.value):
+            raise TokenError(TokenRefusal.WRONG_ROLE)
         claims = config.signer.verify(token, role=Role.PROFESSIONAL, now=now)
     except TokenError as exc:
         log.info("join refused from %s: %s (token %s)", request.remote, exc.reason, fingerprint(token))
         return refusal_page(exc.status, _FRENCH[exc.reason], str(exc))
-    appointment = config.store.get(claims.subject)
+    appointment = config.store.get_appointment(claims.subject)
     if appointment is None:
         return refusal_page(403, "Ce rendez-vous n'existe pas.", "This appointment does not exist.")
     if appointment.cancelled:

@@ -110,6 +110,43 @@ class PeerLeft:
 
 
 @dataclass(frozen=True, slots=True)
+class Admit:
+    """The professional lets the citizen in: the call may start."""
+
+    appointment_id: str
+    type: str = field(default="admit", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """The cabin says whether the citizen has checked in for this appointment."""
+
+    appointment_id: str
+    present: bool
+    type: str = field(default="presence", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    """The waiting room as each end should show it."""
+
+    appointment_id: str
+    cabin_online: bool
+    citizen_present: bool
+    professional_present: bool
+    admitted: bool
+    type: str = field(default="room", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """The cabin's open and upcoming appointments (for its screen: kind and time, no health data)."""
+
+    appointments: tuple[AppointmentInfo, ...]
+    type: str = field(default="schedule", init=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Offer:
     appointment_id: str
     sdp: str
@@ -150,9 +187,23 @@ class Error:
     type: str = field(default="error", init=False)
 
 
-Message = Hello | Welcome | PeerJoined | PeerLeft | Offer | Answer | Candidate | Bye | Error
+Message = (
+    Hello
+    | Welcome
+    | PeerJoined
+    | PeerLeft
+    | Offer
+    | Answer
+    | Candidate
+    | Bye
+    | Error
+    | Admit
+    | Presence
+    | RoomState
+    | Schedule
+)
 
-# Messages a client may send once admitted (hello only comes first).
+# Messages relayed from one end of a room to the other.
 RELAYED: Final = frozenset({"offer", "answer", "candidate", "bye"})
 
 
@@ -224,7 +275,44 @@ def parse(text: str | bytes) -> Message:
         raise ProtocolError(f"malformed '{kind}' message: {exc}") from exc
 
 
+def _bool(data: dict[str, Any], key: str) -> bool:
+    value = data.get(key)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"'{key}' must be true or false")
+    return value
+
+
+def _appointment_info(raw: Any) -> AppointmentInfo:
+    if not isinstance(raw, dict):
+        raise ProtocolError("an appointment must be an object")
+    return AppointmentInfo(
+        id=_str(raw, "id"),
+        kind=AppointmentKind(raw["kind"]),
+        cabin_id=_str(raw, "cabin_id"),
+        professional_name=_str(raw, "professional_name", allow_empty=True),
+        starts_at=_str(raw, "starts_at"),
+        ends_at=_str(raw, "ends_at"),
+    )
+
+
 def _parse_typed(kind: str, data: dict[str, Any]) -> Message:
+    if kind == "admit":
+        return Admit(appointment_id=_str(data, "appointment_id"))
+    if kind == "presence":
+        return Presence(appointment_id=_str(data, "appointment_id"), present=_bool(data, "present"))
+    if kind == "room":
+        return RoomState(
+            appointment_id=_str(data, "appointment_id"),
+            cabin_online=_bool(data, "cabin_online"),
+            citizen_present=_bool(data, "citizen_present"),
+            professional_present=_bool(data, "professional_present"),
+            admitted=_bool(data, "admitted"),
+        )
+    if kind == "schedule":
+        raw = data.get("appointments")
+        if not isinstance(raw, list):
+            raise ProtocolError("'appointments' must be a list")
+        return Schedule(appointments=tuple(_appointment_info(item) for item in raw))
     if kind == "hello":
         return Hello(token=_str(data, "token", max_len=4096))
     if kind == "offer":
@@ -254,16 +342,7 @@ def _parse_typed(kind: str, data: dict[str, Any]) -> Message:
         )
     if kind == "welcome":
         raw_appt = data.get("appointment")
-        appt = None
-        if raw_appt is not None:
-            appt = AppointmentInfo(
-                id=_str(raw_appt, "id"),
-                kind=AppointmentKind(raw_appt["kind"]),
-                cabin_id=_str(raw_appt, "cabin_id"),
-                professional_name=_str(raw_appt, "professional_name", allow_empty=True),
-                starts_at=_str(raw_appt, "starts_at"),
-                ends_at=_str(raw_appt, "ends_at"),
-            )
+        appt = None if raw_appt is None else _appointment_info(raw_appt)
         return Welcome(
             role=Role(data["role"]),
             ice_servers=_ice_servers(data.get("ice_servers", [])),

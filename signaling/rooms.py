@@ -1,7 +1,9 @@
-"""Who is connected for which appointment, and what may be relayed to whom. Pure: no I/O.
+"""Who is connected for which appointment, the waiting room, and what may be relayed to whom. Pure: no I/O.
 
 A cabin is connected once (one gateway connection carries all of that cabin's appointments); a professional is
-connected to one appointment. A room exists while either end is there. The cabin always makes the offer.
+connected to one appointment. The citizen checks in at the cabin (presence), the professional admits them, and
+only then may the cabin make its offer: no media flows before admission. Admission lasts for the appointment, so a
+professional who reloads the page, or a cabin whose link blinks, is back in the call without a second admission.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from signaling.errors import SignalingError
-from signaling.protocol import AppointmentKind, CloseCode, Role
+from signaling.protocol import AppointmentKind, CloseCode, Role, RoomState
 
 C = TypeVar("C")
 
@@ -36,6 +38,8 @@ class Room(Generic[C]):
     cabin_id: str
     kind: AppointmentKind
     professional: C | None = None
+    citizen_present: bool = False
+    admitted: bool = False
     negotiation: Negotiation = Negotiation.IDLE
 
 
@@ -52,6 +56,9 @@ class Rooms(Generic[C]):
         found += [r.professional for r in self._rooms.values() if r.professional is not None]
         return found
 
+    def cabin_ids(self) -> list[str]:
+        return list(self._cabins)
+
     def cabin(self, cabin_id: str) -> C | None:
         return self._cabins.get(cabin_id)
 
@@ -60,6 +67,32 @@ class Rooms(Generic[C]):
 
     def rooms_of_cabin(self, cabin_id: str) -> list[Room[C]]:
         return [r for r in self._rooms.values() if r.cabin_id == cabin_id]
+
+    def state(self, room: Room[C]) -> RoomState:
+        return RoomState(
+            appointment_id=room.appointment_id,
+            cabin_online=room.cabin_id in self._cabins,
+            citizen_present=room.citizen_present,
+            professional_present=room.professional is not None,
+            admitted=room.admitted,
+        )
+
+    def ready(self, room: Room[C]) -> bool:
+        """Both ends are here and the citizen was admitted: the call can (re)start."""
+        return room.admitted and room.professional is not None and room.cabin_id in self._cabins
+
+    def _room(self, appointment_id: str, cabin_id: str, kind: AppointmentKind) -> Room[C]:
+        room = self._rooms.get(appointment_id)
+        if room is None:
+            room = Room(appointment_id=appointment_id, cabin_id=cabin_id, kind=kind)
+            self._rooms[appointment_id] = room
+        return room
+
+    def _forget_if_empty(self, room: Room[C]) -> None:
+        if room.professional is None and not room.citizen_present and not room.admitted:
+            self._rooms.pop(room.appointment_id, None)
+
+    # --- cabins ----------------------------------------------------------------------------------------------
 
     def attach_cabin(self, cabin_id: str, conn: C) -> C | None:
         """Register the cabin's connection; returns a previous connection of that cabin, to be closed."""
@@ -70,16 +103,34 @@ class Rooms(Generic[C]):
         return previous if previous is not conn else None
 
     def detach_cabin(self, cabin_id: str, conn: C) -> list[Room[C]]:
-        """Forget the cabin's connection (if it is still this one); returns rooms whose professional is waiting."""
+        """Forget the cabin's connection (if it is still this one); returns the cabin's rooms."""
         if self._cabins.get(cabin_id) is not conn:
             return []
         del self._cabins[cabin_id]
-        waiting = []
-        for room in self.rooms_of_cabin(cabin_id):
+        rooms = self.rooms_of_cabin(cabin_id)
+        for room in rooms:
             room.negotiation = Negotiation.IDLE
-            if room.professional is not None:
-                waiting.append(room)
-        return waiting
+        return rooms
+
+    def set_presence(
+        self, appointment_id: str, cabin_id: str, kind: AppointmentKind, present: bool, conn: C
+    ) -> Room[C]:
+        """The citizen checked in (or left) at the cabin.
+
+        Raises:
+            RoomError: `conn` is not that cabin's current connection.
+        """
+        if self._cabins.get(cabin_id) is not conn:
+            raise RoomError("not your appointment", CloseCode.FORBIDDEN)
+        room = self._room(appointment_id, cabin_id, kind)
+        room.citizen_present = present
+        if not present:
+            # The citizen left the cabin: the next person must be admitted anew.
+            room.admitted = False
+            room.negotiation = Negotiation.IDLE
+        return room
+
+    # --- professionals ---------------------------------------------------------------------------------------
 
     def attach_professional(self, appointment_id: str, cabin_id: str, kind: AppointmentKind, conn: C) -> Room[C]:
         """Put a professional in the appointment's room.
@@ -87,10 +138,7 @@ class Rooms(Generic[C]):
         Raises:
             RoomError: another professional is already connected with this link.
         """
-        room = self._rooms.get(appointment_id)
-        if room is None:
-            room = Room(appointment_id=appointment_id, cabin_id=cabin_id, kind=kind)
-            self._rooms[appointment_id] = room
+        room = self._room(appointment_id, cabin_id, kind)
         if room.professional is not None and room.professional is not conn:
             raise RoomError("someone is already connected with this link", CloseCode.CONFLICT)
         room.professional = conn
@@ -104,14 +152,34 @@ class Rooms(Generic[C]):
             return None
         room.professional = None
         room.negotiation = Negotiation.IDLE
-        del self._rooms[appointment_id]
+        self._forget_if_empty(room)
         return room
+
+    def admit(self, appointment_id: str, conn: C) -> Room[C]:
+        """The professional admits the citizen.
+
+        Raises:
+            RoomError: not this professional's room, or nobody to admit yet.
+        """
+        room = self._rooms.get(appointment_id)
+        if room is None or room.professional is not conn:
+            raise RoomError("not your appointment", CloseCode.FORBIDDEN)
+        if room.cabin_id not in self._cabins or not room.citizen_present:
+            raise RoomError("the citizen is not in the cabin yet", CloseCode.CONFLICT)
+        room.admitted = True
+        return room
+
+    def end(self, appointment_id: str) -> Room[C] | None:
+        """Forget a room (appointment cancelled or over); returns it so its connections can be told."""
+        return self._rooms.pop(appointment_id, None)
+
+    # --- relay -----------------------------------------------------------------------------------------------
 
     def route(self, appointment_id: str, sender: Role, message_type: str, conn: C) -> C:
         """Check that `conn` may send `message_type` in this room now, and return the connection to relay to.
 
         Raises:
-            RoomError: not this sender's room, the other end is absent, or the message is out of order.
+            RoomError: not this sender's room, the other end is absent, not admitted, or out of order.
         """
         room = self._rooms.get(appointment_id)
         if room is None:
@@ -126,6 +194,8 @@ class Rooms(Generic[C]):
             peer = room.professional
         if peer is None:
             raise RoomError("the other side is not connected", CloseCode.CONFLICT)
+        if not room.admitted and message_type != "bye":
+            raise RoomError("the citizen has not been admitted", CloseCode.PROTOCOL_ERROR)
         self._advance(room, sender, message_type)
         return peer
 

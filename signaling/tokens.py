@@ -34,10 +34,20 @@ class TokenRefusal(enum.StrEnum):
     NOT_YET_VALID = "not-yet-valid"
     WRONG_ROLE = "wrong-role"
     REVOKED = "revoked"
+    UNKNOWN_CABIN = "unknown-cabin"
+    CABIN_DISABLED = "cabin-disabled"
+    REPLAYED = "replayed"
+    OUTSIDE_WINDOW = "outside-window"
 
     @property
     def status(self) -> int:
-        return 401 if self in (TokenRefusal.MISSING, TokenRefusal.MALFORMED, TokenRefusal.BAD_SIGNATURE) else 403
+        unauthenticated = (
+            TokenRefusal.MISSING,
+            TokenRefusal.MALFORMED,
+            TokenRefusal.BAD_SIGNATURE,
+            TokenRefusal.UNKNOWN_CABIN,
+        )
+        return 401 if self in unauthenticated else 403
 
 
 _MESSAGES: Final = {
@@ -48,6 +58,10 @@ _MESSAGES: Final = {
     TokenRefusal.NOT_YET_VALID: "This link is not valid yet.",
     TokenRefusal.WRONG_ROLE: "This link is not for this use.",
     TokenRefusal.REVOKED: "This appointment was cancelled.",
+    TokenRefusal.UNKNOWN_CABIN: "This cabin is not enrolled.",
+    TokenRefusal.CABIN_DISABLED: "This cabin has been disabled by the operator.",
+    TokenRefusal.REPLAYED: "This credential was already used.",
+    TokenRefusal.OUTSIDE_WINDOW: "This link only works during the appointment's time window.",
 }
 
 
@@ -69,6 +83,16 @@ class Claims:
     not_before: datetime
     expires_at: datetime
     token_id: str
+
+
+def peek_role(token: str) -> str | None:
+    """The role a token claims, read WITHOUT checking its signature: only to choose the right refusal."""
+    try:
+        payload = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    role = payload.get("role") if isinstance(payload, dict) else None
+    return role if isinstance(role, str) else None
 
 
 def fingerprint(token: str) -> str:

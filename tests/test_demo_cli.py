@@ -61,7 +61,7 @@ async def test_a_busy_port_gets_a_clear_error(tmp_path: Path, port: int) -> None
         busy.bind(("127.0.0.1", port))
         busy.listen()
         process = await start_demo(tmp_path, port)
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 1
     assert b"Traceback" not in stderr
     assert b"cabine demo: error: cannot start:" in stderr

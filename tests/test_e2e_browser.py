@@ -34,6 +34,14 @@ async def test_doctor_link_shows_the_cabin(tmp_path: Path, port: int) -> None:
         page = await browser.new_page()
         await page.goto(demo.doctor_link)
         await page.get_by_role("button", name="Rejoindre").click()
+        # Waiting room: the citizen is in the cabin; no media before the doctor admits them.
+        admit = page.get_by_role("button", name="Faire entrer")
+        await admit.wait_for(timeout=10_000)
+        await page.wait_for_function("!document.getElementById('admit').disabled", timeout=10_000)
+        assert "présente, en attente" in await page.locator("#room-citizen").inner_text()
+        assert demo.gateway.sessions == {}
+        assert await page.evaluate("window.cabine.pc") is None
+        await admit.click()
 
         # The browser decodes the cabin's video (more than 30 frames) and receives its audio.
         reached = await page.evaluate(
@@ -96,6 +104,7 @@ async def test_a_bank_appointment_shows_no_vitals_panel(tmp_path: Path, port: in
         page = await browser.new_page()
         await page.goto(demo.doctor_link)
         await page.get_by_role("button", name="Rejoindre").click()
+        await page.get_by_role("button", name="Faire entrer").click()
         await page.wait_for_selector("body[data-state=inCall]", timeout=20_000)
         assert await page.locator("#vitals").is_hidden()
         assert "Rendez-vous bancaire" in await page.locator("#appointment").inner_text()

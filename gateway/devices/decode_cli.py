@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import string
 import sys
@@ -118,7 +119,11 @@ def run(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | None 
         message = " ".join(str(exc).split())
         print(f"cabine decode: error: {message}", file=err)
         return 2
-    print(json.dumps(result, indent=2, ensure_ascii=False), file=out)
+    try:
+        print(json.dumps(result, indent=2, ensure_ascii=False), file=out, flush=True)
+    except BrokenPipeError:  # `cabine decode ... | head`: the reader left, nothing more to say
+        if out is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -59,9 +59,7 @@ def encode_date_time(when: datetime | Literal["unknown"]) -> bytes:
         when = when.astimezone(UTC)
     if not 1582 <= when.year <= 9999:
         raise EncodeError(f"Date Time year must be in 1582..9999, got {when.year}")
-    return when.year.to_bytes(2, "little") + bytes(
-        (when.month, when.day, when.hour, when.minute, when.second)
-    )
+    return when.year.to_bytes(2, "little") + bytes((when.month, when.day, when.hour, when.minute, when.second))
 
 
 def _bits(names: Collection[str], table: Mapping[int, str], what: str) -> int:
@@ -206,9 +204,7 @@ def encode_plx_spot_check(
         EncodeError: a value does not fit an SFLOAT, bad timestamp, or an unknown status name.
     """
     flags = (0x01 if timestamp is not None else 0) | (0x02 if measurement_status is not None else 0)
-    flags |= (0x04 if device_sensor_status is not None else 0) | (
-        0x08 if pulse_amplitude_index is not None else 0
-    )
+    flags |= (0x04 if device_sensor_status is not None else 0) | (0x08 if pulse_amplitude_index is not None else 0)
     flags |= 0x10 if clock_not_set else 0
     out = bytes((flags,)) + encode_sfloat(spo2) + encode_sfloat(pulse_rate)
     if timestamp is not None:
@@ -232,9 +228,7 @@ def encode_plx_continuous(
         EncodeError: a value does not fit an SFLOAT, or an unknown status name.
     """
     flags = (0x01 if fast is not None else 0) | (0x02 if slow is not None else 0)
-    flags |= (0x04 if measurement_status is not None else 0) | (
-        0x08 if device_sensor_status is not None else 0
-    )
+    flags |= (0x04 if measurement_status is not None else 0) | (0x08 if device_sensor_status is not None else 0)
     flags |= 0x10 if pulse_amplitude_index is not None else 0
     out = bytes((flags,)) + encode_sfloat(spo2) + encode_sfloat(pulse_rate)
     for pair in (fast, slow):

@@ -309,4 +309,7 @@ def bundle(readings: Iterable[Reading], *, patient_display: str | None) -> dict[
                 "resource": observation(reading, patient_display=patient_display, resource_id=entry_id),
             }
         )
-    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    result: dict[str, Any] = {"resourceType": "Bundle", "type": "collection"}
+    if entries:  # FHIR JSON never has empty arrays
+        result["entry"] = entries
+    return result

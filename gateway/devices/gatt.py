@@ -203,9 +203,7 @@ def parse_uuid16(text: str) -> int:
         if full is not None:
             return int(full.group(1), 16)
         if re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", stripped.lower()):
-            raise DecodeError(
-                f"UUID {text!r} is not a 16-bit Bluetooth UUID (not on the Bluetooth base UUID)"
-            )
+            raise DecodeError(f"UUID {text!r} is not a 16-bit Bluetooth UUID (not on the Bluetooth base UUID)")
     raise DecodeError(
         f"characteristic {text!r} is not a UUID: expected 4 hex digits like 2A35 or 0x2A35, "
         "or 0000xxxx-0000-1000-8000-00805f9b34fb"
@@ -324,9 +322,7 @@ class _Cursor:
             DecodeError: fewer than `size` bytes are left.
         """
         if self.remaining < size:
-            raise DecodeError(
-                f"{self._label}: payload ends at byte {len(self._data)}, field needs {size} more"
-            )
+            raise DecodeError(f"{self._label}: payload ends at byte {len(self._data)}, field needs {size} more")
         chunk = self._data[self._offset : self._offset + size]
         self._offset += size
         return chunk
@@ -398,8 +394,7 @@ def _check_length(label: str, payload: bytes, flags: int, need: int) -> None:
         raise DecodeError(f"{label}: payload is {size} bytes, flags 0x{flags:02X} need {need}")
     if size > need:
         raise DecodeError(
-            f"{label}: payload is {size} bytes, flags 0x{flags:02X} need {need} "
-            f"({size - need} trailing bytes)"
+            f"{label}: payload is {size} bytes, flags 0x{flags:02X} need {need} ({size - need} trailing bytes)"
         )
 
 
@@ -522,9 +517,7 @@ def decode_blood_pressure(payload: bytes, *, device: DeviceIdentity, received_at
         pulse_range = raw_status >> 3 & 0b11
         range_name = BP_PULSE_RATE_RANGE.get(pulse_range)
         if range_name is None:
-            raise DecodeError(
-                f"{label}: measurement status 0x{raw_status:04X} has the reserved pulse-rate range 3"
-            )
+            raise DecodeError(f"{label}: measurement status 0x{raw_status:04X} has the reserved pulse-rate range 3")
         details.append(("pulse-rate-range", range_name))
         if pulse_range:
             status.add(f"pulse-rate-{range_name}")
@@ -702,9 +695,7 @@ def decode_weight(payload: bytes, *, device: DeviceIdentity, received_at: dateti
     """
     label = characteristic_label(WEIGHT_MEASUREMENT)
     _check_received_at(received_at)
-    flags = _flags_and_length(
-        label, payload, lambda f: 2 + 7 * (f >> 1 & 1) + (f >> 2 & 1) + 4 * (f >> 3 & 1)
-    )
+    flags = _flags_and_length(label, payload, lambda f: 2 + 7 * (f >> 1 & 1) + (f >> 2 & 1) + 4 * (f >> 3 & 1))
     cursor = _Cursor(payload, label, 1)
     imperial = bool(flags & 0x01)
     raw_weight = cursor.uint(2)

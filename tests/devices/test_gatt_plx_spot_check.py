@@ -18,6 +18,7 @@ import pytest
 
 from gateway.devices.gatt import PLX_SPOT_CHECK_MEASUREMENT, decode, decode_plx_spot_check
 from gateway.devices.readings import DeviceIdentity, NoValue, Reading, ReadingKind, TimeSource
+from gateway.devices.sfloat import encode_sfloat
 from gateway.errors import DecodeError
 
 DEVICE = DeviceIdentity(address="00:11:22:33:44:55", name="oximeter")
@@ -133,8 +134,6 @@ def test_unknown_date() -> None:
 
 @pytest.mark.parametrize("reason", list(NoValue))
 def test_special_values(reason: NoValue) -> None:
-    from gateway.devices.sfloat import encode_sfloat
-
     reading = spot(bytes([0x08]) + encode_sfloat(reason) * 3)
     assert [q.no_value for q in reading.quantities] == [reason, reason]
     assert dict(reading.details) == {"pulse-amplitude-index": reason.value}

@@ -6,12 +6,29 @@ from signaling.protocol import AppointmentKind, CloseCode, Role
 from signaling.rooms import RoomError, Rooms
 
 
-def test_relay_only_within_the_room_and_in_order() -> None:
+def admitted_rooms() -> Rooms[str]:
     rooms: Rooms[str] = Rooms()
     rooms.attach_cabin("c1", "cabin-1")
     rooms.attach_cabin("c2", "cabin-2")
     rooms.attach_professional("a1", "c1", AppointmentKind.MEDICAL, "pro-1")
     rooms.attach_professional("a2", "c2", AppointmentKind.BANK, "pro-2")
+    rooms.set_presence("a1", "c1", AppointmentKind.MEDICAL, True, "cabin-1")
+    rooms.admit("a1", "pro-1")
+    return rooms
+
+
+def test_no_negotiation_before_admission() -> None:
+    rooms = admitted_rooms()
+    with pytest.raises(RoomError, match="the citizen has not been admitted"):
+        rooms.route("a2", Role.CABIN, "offer", "cabin-2")
+    with pytest.raises(RoomError, match="the citizen is not in the cabin yet"):
+        rooms.admit("a2", "pro-2")
+    with pytest.raises(RoomError, match="not your appointment"):
+        rooms.admit("a1", "pro-2")
+
+
+def test_relay_only_within_the_room_and_in_order() -> None:
+    rooms = admitted_rooms()
     with pytest.raises(RoomError, match="answer before offer"):
         rooms.route("a1", Role.PROFESSIONAL, "answer", "pro-1")
     assert rooms.route("a1", Role.CABIN, "offer", "cabin-1") == "pro-1"
@@ -25,6 +42,18 @@ def test_relay_only_within_the_room_and_in_order() -> None:
         rooms.route("a1", Role.PROFESSIONAL, "candidate", "pro-2")
 
 
+def test_admission_survives_a_reload_but_not_the_citizen_leaving() -> None:
+    rooms = admitted_rooms()
+    room = rooms.room("a1")
+    assert room is not None
+    rooms.detach_professional("a1", "pro-1")
+    rooms.attach_professional("a1", "c1", AppointmentKind.MEDICAL, "pro-1-again")
+    assert rooms.ready(room)
+    rooms.set_presence("a1", "c1", AppointmentKind.MEDICAL, False, "cabin-1")
+    assert not room.admitted
+    assert not rooms.ready(room)
+
+
 def test_second_professional_is_refused_and_the_first_stays() -> None:
     rooms: Rooms[str] = Rooms()
     rooms.attach_professional("a1", "c1", AppointmentKind.MEDICAL, "pro-1")
@@ -35,13 +64,13 @@ def test_second_professional_is_refused_and_the_first_stays() -> None:
     assert room is not None and room.professional == "pro-1"
 
 
-def test_cabin_leaving_reports_waiting_professionals() -> None:
-    rooms: Rooms[str] = Rooms()
-    rooms.attach_cabin("c1", "cabin-1")
-    rooms.attach_professional("a1", "c1", AppointmentKind.MEDICAL, "pro-1")
+def test_cabin_leaving_reports_its_rooms() -> None:
+    rooms = admitted_rooms()
     assert rooms.attach_cabin("c1", "cabin-1b") == "cabin-1"
     assert rooms.detach_cabin("c1", "cabin-1") == []  # the stale connection no longer counts
-    waiting = rooms.detach_cabin("c1", "cabin-1b")
-    assert [r.appointment_id for r in waiting] == ["a1"]
+    left = rooms.detach_cabin("c1", "cabin-1b")
+    assert [r.appointment_id for r in left] == ["a1"]
     with pytest.raises(RoomError, match="not connected"):
         rooms.route("a1", Role.PROFESSIONAL, "candidate", "pro-1")
+    with pytest.raises(RoomError, match="not your appointment"):
+        rooms.set_presence("a1", "c1", AppointmentKind.MEDICAL, True, "cabin-1")

@@ -15,6 +15,7 @@ const state = {
   signaling: null,
   vitals: new VitalsReceiver(),
   latest: new Map(),
+  room: null,
   ended: false,
 };
 // For diagnostics from the browser console (and the tests): the live objects, never a credential.
@@ -37,6 +38,7 @@ function applyLanguage() {
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   setStatus(state.status, state.statusError);
   renderAppointment();
+  renderRoom();
   renderVitals();
 }
 
@@ -55,6 +57,20 @@ function renderAppointment() {
   const start = new Date(a.starts_at).toLocaleTimeString(state.lang, { hour: "2-digit", minute: "2-digit" });
   const end = new Date(a.ends_at).toLocaleTimeString(state.lang, { hour: "2-digit", minute: "2-digit" });
   $("appointment").textContent = `${t("kinds")[a.kind] ?? a.kind} · ${t("appointmentWith")} ${a.cabin_id} · ${start}–${end}`;
+}
+
+function renderRoom() {
+  const room = state.room;
+  const section = $("waiting");
+  if (!room) return;
+  section.hidden = room.admitted && room.professional_present && room.cabin_online && state.status === "inCall";
+  $("room-cabin").textContent = room.cabin_online ? t("cabinOnline") : t("cabinOffline");
+  $("room-citizen").textContent = room.admitted ? t("citizenAdmitted") : room.citizen_present ? t("citizenHere") : t("citizenAway");
+  $("admit").disabled = !(room.cabin_online && room.citizen_present && !room.admitted);
+  $("admit").hidden = room.admitted;
+  if (!room.admitted && ["waitingCabin", "waitingCitizen", "readyToAdmit", "cabinLeft"].includes(state.status)) {
+    setStatus(!room.cabin_online ? "waitingCabin" : room.citizen_present ? "readyToAdmit" : "waitingCitizen");
+  }
 }
 
 function formatQuantity(q) {
@@ -157,7 +173,10 @@ function newPeer(iceServers) {
   });
   pc.addEventListener("connectionstatechange", () => {
     if (pc !== state.pc) return;
-    if (pc.connectionState === "connected") setStatus("inCall");
+    if (pc.connectionState === "connected") {
+      setStatus("inCall");
+      renderRoom();
+    }
     if (pc.connectionState === "failed") setStatus("connectionFailed", true);
   });
   return pc;
@@ -182,6 +201,11 @@ function onMessage(message) {
       $("vitals").hidden = message.appointment.kind !== "medical";
       renderAppointment();
       setStatus("waitingCabin");
+      $("waiting").hidden = false;
+      break;
+    case "room":
+      state.room = message;
+      renderRoom();
       break;
     case "peer-joined":
       setStatus("negotiating");
@@ -251,6 +275,10 @@ function end() {
 }
 
 $("join").addEventListener("click", join);
+$("admit").addEventListener("click", () => {
+  $("admit").disabled = true;
+  state.signaling.send({ type: "admit", appointment_id: state.appointment.id });
+});
 $("end").addEventListener("click", end);
 $("lang").addEventListener("click", () => {
   state.lang = state.lang === "fr" ? "en" : "fr";

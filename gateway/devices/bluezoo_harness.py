@@ -1,0 +1,375 @@
+"""The emulated radio: real bleak (BlueZ backend, unmodified) against BlueZ emulated by bluezoo, no controller.
+
+`EmulatedRadio` starts a private `dbus-daemon`, runs bluezoo on it as the system bus's `org.bluez` (one adapter
+for the gateway, `hci0`, and one per emulated device), points bleak at that bus through DBUS_SYSTEM_BUS_ADDRESS,
+and serves each `EmulatedDevice` as a GATT application with an LE advertisement on its own adapter. Everything
+between `DeviceManager` and the emulated device is the production path: bleak's BlueZ backend, D-Bus, the BlueZ
+API (scan filters, Connect, StartNotify, PropertiesChanged, indication confirmations, link loss).
+
+Needs the `dbus-daemon` program (Debian package `dbus-daemon` or `dbus`) and the `bluezoo` Python package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from dbus_fast import BusType, Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from gateway.devices.emulated import EmulatedDevice, EmulatedKind, Measurement, make_devices
+from gateway.devices.emulation.peripheral import EmulationError, GattPeripheral, call
+from gateway.devices.manager import Backoff, DeviceManager
+from gateway.errors import ConfigError
+
+__all__ = ["CENTRAL_ADDRESS", "EmulatedRadio", "EmulationError", "emulated_devices"]
+
+_logger = logging.getLogger(__name__)
+
+CENTRAL_ADDRESS = "00:00:5E:00:53:01"
+"""The gateway's own emulated adapter (hci0); an address from the documentation range."""
+
+_START_TIMEOUT = 15.0
+_STOP_TIMEOUT = 5.0
+_ENV = "DBUS_SYSTEM_BUS_ADDRESS"
+ALL_KINDS: tuple[str, ...] = tuple(kind.value for kind in EmulatedKind)
+
+
+class EmulatedRadio:
+    """dbus-daemon + bluezoo + emulated peripherals; an async context manager, safe to close twice.
+
+    While open, DBUS_SYSTEM_BUS_ADDRESS names the private bus, so bleak (and anything else using the system
+    bus in this process) talks to the emulated BlueZ; the previous value is restored on close.
+    """
+
+    def __init__(
+        self,
+        devices: Sequence[EmulatedDevice],
+        *,
+        period: float | None = None,
+        scan_interval: int = 1,
+    ) -> None:
+        """Prepare a radio for `devices`; `period` (seconds) makes every device measure on its own.
+
+        Raises:
+            ConfigError: no device, two devices with one address, or a period/scan interval <= 0.
+        """
+        if not devices:
+            raise ConfigError("an emulated radio needs at least one device")
+        addresses = [device.address for device in devices]
+        if len(set(addresses)) != len(addresses) or CENTRAL_ADDRESS in addresses:
+            raise ConfigError(f"emulated devices need distinct addresses, got {addresses}")
+        if period is not None and period <= 0:
+            raise ConfigError(f"period must be > 0 seconds, got {period}")
+        if scan_interval < 1:
+            raise ConfigError(f"bluezoo's scan interval is whole seconds >= 1, got {scan_interval}")
+        self.devices: tuple[EmulatedDevice, ...] = tuple(devices)
+        self._period = period
+        self._scan_interval = scan_interval
+        self._tmp: Path | None = None
+        self._daemon: asyncio.subprocess.Process | None = None
+        self._bluezoo: asyncio.subprocess.Process | None = None
+        self._bus_address: str | None = None
+        self._control: MessageBus | None = None
+        self._peripherals: dict[str, GattPeripheral] = {}
+        self._periodic: asyncio.Task[None] | None = None
+        self._saved_env: str | None = None
+        self._env_set = False
+        self._started = False
+        self._closed = False
+
+    @classmethod
+    def of_kinds(cls, kinds: Iterable[EmulatedKind | str] = ALL_KINDS, **options: Any) -> EmulatedRadio:
+        """A radio with one device of each kind, at the default addresses.
+
+        Raises:
+            ConfigError: an unknown kind or a bad option.
+        """
+        return cls(make_devices(list(kinds)), **options)
+
+    async def __aenter__(self) -> EmulatedRadio:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def bus_address(self) -> str:
+        """The private bus's address (what DBUS_SYSTEM_BUS_ADDRESS is set to while the radio runs).
+
+        Raises:
+            EmulationError: the radio is not started.
+        """
+        if self._bus_address is None:
+            raise EmulationError("the emulated radio is not started")
+        return self._bus_address
+
+    @property
+    def adapter(self) -> str:
+        """The BlueZ adapter the gateway must use (`DeviceManager(adapter=...)`)."""
+        return "hci0"
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The emulated devices' Bluetooth addresses, in order."""
+        return tuple(device.address for device in self.devices)
+
+    def device(self, kind: EmulatedKind | str) -> EmulatedDevice:
+        """The first emulated device of `kind`.
+
+        Raises:
+            ConfigError: no device of that kind on this radio.
+        """
+        for device in self.devices:
+            if device.kind == kind:
+                return device
+        raise ConfigError(f"no emulated {kind} on this radio (have: {', '.join(d.kind for d in self.devices)})")
+
+    def device_manager(self, allowlist: Iterable[str] | None = None, **options: Any) -> DeviceManager:
+        """A DeviceManager wired to this radio (adapter hci0), by default allowing every emulated device.
+
+        Raises:
+            ConfigError: a bad DeviceManager option.
+        """
+        options.setdefault("adapter", self.adapter)
+        return DeviceManager(self.addresses if allowlist is None else allowlist, **options)
+
+    async def start(self) -> None:
+        """Start dbus-daemon and bluezoo, point bleak at them, register every emulated peripheral.
+
+        Raises:
+            EmulationError: dbus-daemon or bluezoo is missing or did not come up in time.
+        """
+        if self._started:
+            return
+        self._started = True
+        try:
+            async with asyncio.timeout(_START_TIMEOUT):
+                await self._start()
+        except TimeoutError:
+            await self.close()
+            raise EmulationError(f"the emulated radio did not start within {_START_TIMEOUT} s{self._log_tail()}")
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start(self) -> None:
+        """The steps of `start`, in order."""
+        daemon = shutil.which("dbus-daemon")
+        if daemon is None:
+            raise EmulationError("dbus-daemon is not installed (Debian package dbus-daemon)")
+        self._tmp = Path(tempfile.mkdtemp(prefix="cabine-radio-"))
+        # A session-type bus has the permissive policy the emulator needs (anyone may own org.bluez).
+        self._daemon = await asyncio.create_subprocess_exec(
+            daemon, "--session", "--nofork", "--nopidfile", "--nosyslog",
+            f"--address=unix:path={self._tmp / 'bus'}", "--print-address=1",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        assert_stdout = self._daemon.stdout
+        if assert_stdout is None:  # pragma: no cover - PIPE always gives a stream
+            raise EmulationError("dbus-daemon gave no stdout")
+        line = await assert_stdout.readline()
+        if not line:
+            raise EmulationError("dbus-daemon exited at start")
+        self._bus_address = line.decode().strip()
+        self._saved_env = os.environ.get(_ENV)
+        os.environ[_ENV] = self._bus_address
+        self._env_set = True
+
+        self._control = await MessageBus(bus_address=self._bus_address, bus_type=BusType.SYSTEM).connect()
+        owned = asyncio.Event()
+        self._control.add_message_handler(
+            lambda msg: owned.set() if msg.member == "NameOwnerChanged" and msg.body[0] == "org.bluez" else None
+        )
+        await self._dbus_call("AddMatch", "s", ["type='signal',member='NameOwnerChanged',arg0='org.bluez'"])
+
+        adapters = [CENTRAL_ADDRESS, *self.addresses]
+        with (self._tmp / "bluezoo.log").open("wb") as log:
+            self._bluezoo = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway.devices.emulation.bluezoo_main",
+                "--auto-enable", "--scan-interval", str(self._scan_interval),
+                *(arg for address in adapters for arg in ("-a", address)),
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                env={**os.environ, _ENV: self._bus_address},
+            )  # fmt: skip
+        if not (await self._dbus_call("NameHasOwner", "s", ["org.bluez"]))[0]:
+            await owned.wait()
+
+        for index, device in enumerate(self.devices, start=1):
+            peripheral = GattPeripheral(device, bus_address=self._bus_address, adapter_path=f"/org/bluez/hci{index}")
+            await peripheral.start()
+            self._peripherals[device.address] = peripheral
+        if self._period is not None:
+            self._periodic = asyncio.create_task(self._measure_periodically(self._period), name="emulated-periodic")
+
+    async def _dbus_call(self, member: str, signature: str, body: list[Any]) -> list[Any]:
+        """Call the bus daemon itself.
+
+        Raises:
+            EmulationError: the daemon answered with an error.
+        """
+        if self._control is None:
+            raise EmulationError("the emulated radio is not started")
+        reply = await self._control.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member=member,
+                signature=signature,
+                body=body,
+            )
+        )
+        if reply is None or reply.message_type is MessageType.ERROR:
+            raise EmulationError(f"D-Bus daemon call {member} failed: {None if reply is None else reply.body}")
+        return list(reply.body)
+
+    async def close(self) -> None:
+        """Stop the peripherals, bluezoo and dbus-daemon, restore the environment; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._periodic is not None:
+            self._periodic.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._periodic
+        for peripheral in self._peripherals.values():
+            await peripheral.close()
+        if self._control is not None:
+            self._control.disconnect()
+            await self._control.wait_for_disconnect()
+        for process in (self._bluezoo, self._daemon):
+            if process is not None:
+                await _stop(process)
+        if self._env_set:
+            if self._saved_env is None:
+                os.environ.pop(_ENV, None)
+            else:
+                os.environ[_ENV] = self._saved_env
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _log_tail(self) -> str:
+        """The end of bluezoo's log, to explain a failed start."""
+        if self._tmp is None:
+            return ""
+        try:
+            text = (self._tmp / "bluezoo.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return f"; bluezoo log ends with:\n{text[-2000:]}" if text else ""
+
+    def _peripheral(self, kind: EmulatedKind | str) -> GattPeripheral:
+        """The running peripheral of the first device of `kind`.
+
+        Raises:
+            ConfigError: no such device.
+            EmulationError: the radio is not started.
+        """
+        device = self.device(kind)
+        peripheral = self._peripherals.get(device.address)
+        if peripheral is None:
+            raise EmulationError("the emulated radio is not started")
+        return peripheral
+
+    def trigger(self, kind: EmulatedKind | str, *, continuous: bool = False) -> Measurement:
+        """Have the device of `kind` take a measurement now; it is sent at once if a central listens.
+
+        Raises:
+            ConfigError: no device of that kind, or `continuous` on a non-oximeter.
+            EmulationError: the radio is not started.
+        """
+        peripheral = self._peripheral(kind)
+        measurement = peripheral.device.measure(continuous=continuous)
+        if measurement.indicate:
+            peripheral.wake()
+        else:
+            peripheral.push_now(measurement)
+        return measurement
+
+    def set_battery(self, kind: EmulatedKind | str, percent: int) -> None:
+        """Change a device's battery level (notified to a subscribed central).
+
+        Raises:
+            ConfigError: no such device or not a percentage.
+            EmulationError: the radio is not started.
+        """
+        if not 0 <= percent <= 100:
+            raise ConfigError(f"battery must be a percentage (0..100), got {percent}")
+        self._peripheral(kind).set_battery(percent)
+
+    async def drop_link(self, kind: EmulatedKind | str) -> None:
+        """Lose the radio link with the device of `kind` (BlueZ reports it disconnected; it stays in range).
+
+        Raises:
+            ConfigError: no such device.
+            EmulationError: the radio is not started, or BlueZ refused.
+        """
+        device = self.device(kind)
+        if self._control is None:
+            raise EmulationError("the emulated radio is not started")
+        path = f"/org/bluez/{self.adapter}/dev_{device.address.replace(':', '_')}"
+        await call(self._control, path, "org.bluez.Device1", "Disconnect")
+
+    async def _measure_periodically(self, period: float) -> None:
+        """Every `period` seconds, each device measures (the oximeter also streams a continuous sample)."""
+        while True:
+            await asyncio.sleep(period)
+            for device in self.devices:
+                self.trigger(device.kind)
+                if device.kind is EmulatedKind.OXIMETER:
+                    self.trigger(device.kind, continuous=True)
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    """Terminate a child process and reap it (kill it if it does not stop in time)."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), _STOP_TIMEOUT)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+    if process.stdout is not None:
+        # Drain what is left so the pipe transport closes cleanly.
+        await process.stdout.read()
+
+
+@contextlib.asynccontextmanager
+async def emulated_devices(
+    kinds: Iterable[EmulatedKind | str] = ALL_KINDS,
+    *,
+    period: float | None = None,
+    backoff: Backoff | None = None,
+    cabin_id: str = "emulated",
+) -> AsyncIterator[DeviceManager]:
+    """A started DeviceManager connected, through real bleak, to emulated devices of `kinds`.
+
+    With `period`, every device measures every `period` seconds; without it, only the blood-pressure monitor's
+    stored readings arrive (use `EmulatedRadio` and `radio.trigger(kind)` for measurements on demand).
+
+    Raises:
+        ConfigError: an unknown kind or a bad option.
+        EmulationError: the emulated radio could not start.
+    """
+    async with EmulatedRadio.of_kinds(kinds, period=period) as radio:
+        options: dict[str, Any] = {"cabin_id": cabin_id}
+        if backoff is not None:
+            options["backoff"] = backoff
+        async with radio.device_manager(**options) as manager:
+            yield manager
