@@ -8,6 +8,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Protocol
@@ -26,6 +27,8 @@ from signaling.protocol import (
     Bye,
     Candidate,
     Error,
+    HelpRequest,
+    HelpStatus,
     Message,
     Offer,
     PeerJoined,
@@ -49,6 +52,24 @@ MeasurementHandler = Callable[[str], Awaitable[None]]
 EARLY_CHECKIN = timedelta(minutes=15)
 
 
+@dataclass(frozen=True, slots=True)
+class MeasurementPrompt:
+    """The professional asked for a measurement; the cabin screen guides the citizen until the reading arrives."""
+
+    appointment_id: str
+    kind: str
+    asked_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HelpCall:
+    """The citizen called for help: `alert_id` is None until signaling has accepted it (an operator is alerted)."""
+
+    requested_at: datetime
+    appointment_id: str | None
+    alert_id: str | None = None
+
+
 class CabinGateway:
     """An async context manager that runs the cabin until closed; close() is idempotent."""
 
@@ -59,17 +80,25 @@ class CabinGateway:
         readings: ReadingSource | None = None,
         on_measurement_request: MeasurementHandler | None = None,
         vitals_grace: float = 300.0,
+        trigger: MeasurementHandler | None = None,
+        self_view: bool = False,
     ) -> None:
         self.config = config
         self.label = f"cabin {config.cabin_id[:12]}"
         self._readings = readings
         self._on_request = on_measurement_request
+        # Asks a device to measure (the demo's emulated devices); real devices are used by the citizen instead.
+        self._trigger = trigger
+        # A cabin screen shows the citizen their own image: the camera is then shared through a relay.
+        self._self_view = self_view
         self._vitals_grace = vitals_grace
         self._client: SignalingClient | None = None
         self.sessions: dict[str, CallSession] = {}
         self._outboxes: dict[str, VitalsOutbox] = {}
         self._forget: dict[str, asyncio.TimerHandle] = {}
         self.finished_calls: list[CallStats] = []
+        # Kinds of measurement the professional asked for, in order (no values: these are requests only).
+        self.measurement_requests: list[str] = []
         self.readings_discarded = 0
         self.connected = asyncio.Event()
         self.session_started = asyncio.Event()
@@ -77,6 +106,12 @@ class CabinGateway:
         self.schedule: tuple[AppointmentInfo, ...] = ()
         self.room_states: dict[str, RoomState] = {}
         self.checked_in: set[str] = set()
+        # For the cabin screen, memory only, dropped with the appointment's readings: the open measurement request,
+        # the latest reading sent in each appointment, how each call ended for good, and a call for help.
+        self.prompt: MeasurementPrompt | None = None
+        self.latest_reading: dict[str, Reading] = {}
+        self.ended: dict[str, str] = {}
+        self.help: HelpCall | None = None
         # Set on every change of schedule, room state or call; the kiosk screen waits on it.
         self.changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -124,10 +159,14 @@ class CabinGateway:
                 async with SignalingClient(self.config) as client:
                     self._client = client
                     self.connected.set()
+                    self._notify()
                     delay = 0.5
                     log.info("%s: connected to signaling", self.label)
                     for appointment_id in sorted(self.checked_in):
                         await self._send(Presence(appointment_id=appointment_id, present=True))
+                    if self.help is not None:
+                        # Signaling may have restarted (alerts are in its memory): ask again; an open alert is kept.
+                        await self._send(HelpRequest(appointment_id=self.help.appointment_id))
                     async for message in client.messages():
                         await self._handle(message)
             except SignalingRefused as exc:
@@ -139,7 +178,9 @@ class CabinGateway:
                 log.warning("%s: %s; retrying in %.1f s", self.label, exc, delay)
             finally:
                 self._client = None
-                self.connected.clear()
+                if self.connected.is_set():
+                    self.connected.clear()
+                    self._notify()
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(delay * 2, self.config.reconnect_max_delay)
 
@@ -159,18 +200,37 @@ class CabinGateway:
     async def check_in(self, appointment_id: str) -> None:
         """The citizen is in the cabin for this appointment: the professional can admit them."""
         self.checked_in.add(appointment_id)
+        self.ended.pop(appointment_id, None)
         await self._send(Presence(appointment_id=appointment_id, present=True))
         self._notify()
 
     async def check_out(self, appointment_id: str) -> None:
         """The citizen left: end any call and forget everything about the appointment's readings."""
         self.checked_in.discard(appointment_id)
+        self.ended.setdefault(appointment_id, "citizen")
         if appointment_id in self.sessions:
             await self._send(Bye(appointment_id=appointment_id, reason="citizen left"))
         await self._end_session(appointment_id)
         self._forget_vitals(appointment_id)
         await self._send(Presence(appointment_id=appointment_id, present=False))
         self._notify()
+
+    async def request_help(self, appointment_id: str | None) -> bool:
+        """The citizen calls for help; returns whether the request could be sent to signaling now.
+
+        It is sent again on every reconnection until an operator resolves the alert.
+        """
+        current = self.help
+        self.help = HelpCall(
+            requested_at=datetime.now(UTC),
+            appointment_id=appointment_id,
+            alert_id=None if current is None else current.alert_id,
+        )
+        log.warning("%s: the citizen calls for help", self.label)
+        sent = self._client is not None
+        await self._send(HelpRequest(appointment_id=appointment_id))
+        self._notify()
+        return sent
 
     def open_appointments(self, now: datetime | None = None) -> list[AppointmentInfo]:
         """Appointments whose window is open now (15 minutes before the start to the end)."""
@@ -188,6 +248,9 @@ class CabinGateway:
             for appointment_id in list(self.checked_in):
                 if appointment_id not in known:
                     self.checked_in.discard(appointment_id)
+            for appointment_id in list(self.ended):
+                if appointment_id not in known:
+                    del self.ended[appointment_id]
             if self.config.auto_checkin:
                 for info in self.open_appointments():
                     if info.id not in self.checked_in:
@@ -219,11 +282,14 @@ class CabinGateway:
             await self._end_session(message.appointment_id)
             self._schedule_forget(message.appointment_id)
         elif isinstance(message, Bye):
+            self.ended[message.appointment_id] = "cancelled" if message.reason == "cancelled" else "professional"
             await self._end_session(message.appointment_id)
             self._forget_vitals(message.appointment_id)
             if message.reason == "cancelled":
                 self.checked_in.discard(message.appointment_id)
             self._notify()
+        elif isinstance(message, HelpStatus):
+            self._help_status(message)
         elif isinstance(message, Error):
             log.warning("%s: signaling says: %s (%s)", self.label, message.message, message.code)
 
@@ -235,6 +301,7 @@ class CabinGateway:
         handle = self._forget.pop(appointment_id, None)
         if handle is not None:
             handle.cancel()
+        self.ended.pop(appointment_id, None)
         outbox = None
         if joined.kind is AppointmentKind.MEDICAL:
             outbox = self._outboxes.setdefault(appointment_id, VitalsOutbox())
@@ -248,7 +315,8 @@ class CabinGateway:
             joined.ice_servers,
             sources,
             outbox=outbox,
-            on_measurement_request=self._on_request,
+            on_measurement_request=self._measurement_requested,
+            self_view=self._self_view,
         )
         self.sessions[appointment_id] = session
         try:
@@ -263,6 +331,8 @@ class CabinGateway:
 
     async def _end_session(self, appointment_id: str) -> None:
         session = self.sessions.pop(appointment_id, None)
+        if self.prompt is not None and self.prompt.appointment_id == appointment_id:
+            self.prompt = None  # the professional is gone: they will ask again if they come back
         if session is not None:
             await session.close()
             self.finished_calls.append(session.stats)
@@ -283,6 +353,41 @@ class CabinGateway:
         outbox = self._outboxes.pop(appointment_id, None)
         if outbox is not None:
             outbox.clear()
+        self.latest_reading.pop(appointment_id, None)
+        if self.prompt is not None and self.prompt.appointment_id == appointment_id:
+            self.prompt = None
+
+    async def _measurement_requested(self, kind: str) -> None:
+        self.measurement_requests.append(kind)
+        session = self.medical_session()
+        if session is not None:
+            self.prompt = MeasurementPrompt(session.appointment_id, kind, datetime.now(UTC))
+        self._notify()
+        for hook in (self._on_request, self._trigger):
+            if hook is None:
+                continue
+            try:
+                await hook(kind)
+            except Exception:
+                log.exception("%s: the measurement request hook failed", self.label)
+
+    def _help_status(self, status: HelpStatus) -> None:
+        current = self.help
+        if status.open:
+            if current is None:
+                # Accepted after a restart of the gateway's memory, or asked from elsewhere: show it all the same.
+                current = HelpCall(requested_at=datetime.now(UTC), appointment_id=None)
+            self.help = replace(current, alert_id=status.alert_id)
+            log.info("%s: help request accepted (alert %s)", self.label, status.alert_id)
+        elif current is not None and current.alert_id in (status.alert_id, None):
+            self.help = None
+            log.info("%s: help request resolved (alert %s)", self.label, status.alert_id)
+        self._notify()
+
+    def pending_readings(self, appointment_id: str) -> int:
+        """Readings of this appointment still held in memory (0 once the appointment is over)."""
+        outbox = self._outboxes.get(appointment_id)
+        return 0 if outbox is None else outbox.pending + len(outbox.history)
 
     def medical_session(self) -> CallSession | None:
         for session in self.sessions.values():
@@ -298,3 +403,8 @@ class CabinGateway:
                 self.readings_discarded += 1
                 continue
             session.push_reading(reading)
+            self.latest_reading[session.appointment_id] = reading
+            prompt = self.prompt
+            if prompt is not None and prompt.appointment_id == session.appointment_id and prompt.kind == reading.kind:
+                self.prompt = None
+            self._notify()

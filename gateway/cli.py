@@ -9,8 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.cli_operator import add_operator_commands, run_operator_command
 from gateway.errors import GatewayError
+from gateway.gateway_cli import add_gateway_command, run_gateway
 from gateway.media.sources import SourceSpec, VideoFormat
+from signaling.serve_cli import add_serve_command, run_serve
 
 
 def _video_size(text: str) -> tuple[int, int]:
@@ -53,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--reading-interval", type=float, default=3.0, help="seconds between emulated readings")
     _media_arguments(demo)
+
+    add_serve_command(sub)
+    add_operator_commands(sub)
+    _media_arguments(add_gateway_command(sub))
 
     decode = sub.add_parser("decode", help="decode a captured GATT payload, e.g. cabine decode 2A1C 06...")
     decode.add_argument("characteristic", help="16-bit UUID such as 2A35, or the full 128-bit form")
@@ -98,6 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "serve":
+            return run_serve(args)
+        if args.command == "gateway":
+            return run_gateway(args)
+        if args.command in ("appointment", "cabin", "certs"):
+            return run_operator_command(args)
     except GatewayError as exc:
         print(f"cabine {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -20,16 +20,20 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 
+from gateway.devices import fhir
 from gateway.devices.readings import Reading
 from gateway.errors import GatewayError
+from gateway.media.relay import TrackRelay
 from gateway.media.sources import MediaSources
 from gateway.vitals import (
     CHANNEL_LABEL,
     Ack,
+    ExportRequest,
     MeasurementRequest,
     PageHello,
     VitalsOutbox,
     VitalsProtocolError,
+    dump_message,
     parse_page_message,
 )
 from signaling.protocol import AppointmentKind, IceServer
@@ -76,6 +80,7 @@ class CallSession:
         outbox: VitalsOutbox | None = None,
         on_measurement_request: Callable[[str], Awaitable[None]] | None = None,
         label: str = "",
+        self_view: bool = False,
     ) -> None:
         if kind is AppointmentKind.MEDICAL and outbox is None:
             raise ValueError("a medical call needs a vitals outbox")
@@ -90,7 +95,13 @@ class CallSession:
         self._outbox = outbox
         self._on_request = on_measurement_request
         self._channel: RTCDataChannel | None = None
+        self._device_states: dict[str, dict[str, object]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # The professional's tracks, by kind, each read once and shared: the call's own consumer, the cabin screen.
+        self.remote: dict[str, TrackRelay] = {}
+        # With a cabin screen, the camera is shared too: the professional and the citizen's own image.
+        self._self_view = self_view
+        self._local_video: TrackRelay | None = None
         self._closed = False
         self.connected = asyncio.Event()
         self.ended = asyncio.Event()
@@ -111,7 +122,11 @@ class CallSession:
 
     async def create_offer(self) -> str:
         """Add the cabin's tracks (and the vitals channel for medical calls) and return the offer's SDP."""
-        for track in (self._sources.audio, self._sources.video):
+        video = self._sources.video
+        if video is not None and self._self_view:
+            self._local_video = TrackRelay(video, label=f"{self.label} camera")
+            video = self._local_video.subscribe(keep=2)
+        for track in (self._sources.audio, video):
             if track is not None:
                 self._pc.addTransceiver(track, direction="sendrecv")
         if self._sources.audio is None:
@@ -160,10 +175,21 @@ class CallSession:
             channel.send(text)
             self.stats.readings_sent += 1
 
+    def push_device_state(self, state: dict[str, object]) -> None:
+        """Tell the professional's page about a device (connected, battery); latest wins, never queued."""
+        if self._outbox is None:
+            return
+        channel = self._channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(dump_message("device", device=state))
+        self._device_states[str(state.get("address", ""))] = state
+
     def _on_channel_open(self) -> None:
         channel, outbox = self._channel, self._outbox
         if channel is None or outbox is None:
             return
+        for state in self._device_states.values():
+            channel.send(dump_message("device", device=state))
         for text in outbox.replay():
             channel.send(text)
             self.stats.readings_sent += 1
@@ -186,9 +212,24 @@ class CallSession:
                 channel.send(text)
         elif isinstance(message, MeasurementRequest) and self._on_request is not None:
             self._spawn(self._on_request(message.kind))
+        elif isinstance(message, ExportRequest):
+            # Built on the cabin from memory and sent peer to peer: the bundle never touches a server.
+            channel.send(dump_message("bundle", bundle=fhir.bundle(outbox.history, patient_display=None)))
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        self._spawn(self._consume(track))
+        relay = TrackRelay(track, label=f"{self.label} remote {track.kind}")
+        self.remote[track.kind] = relay
+        self._spawn(self._consume(relay.subscribe(keep=8)))
+
+    def subscribe_remote(self, kind: str, *, keep: int = 1) -> MediaStreamTrack | None:
+        """Another consumer of the professional's `kind` track (None until it arrives, or if they send none)."""
+        relay = self.remote.get(kind)
+        return None if relay is None or self._closed else relay.subscribe(keep=keep)
+
+    def subscribe_self_view(self) -> MediaStreamTrack | None:
+        """The cabin's camera as the professional sees it, for the citizen's own image (needs self_view=True)."""
+        relay = self._local_video
+        return None if relay is None or self._closed else relay.subscribe(keep=1)
 
     async def _consume(self, track: MediaStreamTrack) -> None:
         # Remote tracks must be drained, or decoded frames pile up in memory.
@@ -221,6 +262,8 @@ class CallSession:
         self._closed = True
         await self._pc.close()
         await self._sources.close()
+        for relay in [*self.remote.values(), *([self._local_video] if self._local_video else [])]:
+            await relay.close()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):

@@ -3,6 +3,10 @@
 Gateway -> page: {"v": 1, "type": "reading", "seq": n, "reading": {...Reading.to_wire()}}
 Page -> gateway: {"v": 1, "type": "ack", "seq": n}   (everything up to n was received)
                  {"v": 1, "type": "hello", "last_seq": n}   (on a new channel: what the page already has)
+                 {"v": 1, "type": "request", "kind": "blood-pressure"}   (ask the citizen for a measurement)
+                 {"v": 1, "type": "export"}   (the consultation's readings as a FHIR R4 Bundle)
+Gateway -> page: {"v": 1, "type": "device", "device": {...}}   (a device's state: connected, battery)
+                 {"v": 1, "type": "bundle", "bundle": {...}}   (answer to export)
 
 Readings stay in memory only until acknowledged, and the outbox is dropped with the appointment: nothing about
 the citizen is left on the cabin PC.
@@ -44,7 +48,15 @@ class MeasurementRequest:
     kind: str
 
 
-PageMessage = Ack | PageHello | MeasurementRequest
+@dataclass(frozen=True, slots=True)
+class ExportRequest:
+    pass
+
+
+PageMessage = Ack | PageHello | MeasurementRequest | ExportRequest
+REQUESTABLE_KINDS: Final = frozenset(
+    {"body-temperature", "blood-pressure", "oxygen-saturation", "body-weight", "heart-rate"}
+)
 
 
 def parse_page_message(text: str | bytes) -> PageMessage:
@@ -72,9 +84,11 @@ def parse_page_message(text: str | bytes) -> PageMessage:
         return Ack(seq) if kind == "ack" else PageHello(seq)
     if kind == "request":
         what = data.get("kind")
-        if not isinstance(what, str) or not what or len(what) > 64:
-            raise VitalsProtocolError("'kind' must be a short string")
-        return MeasurementRequest(what)
+        if what not in REQUESTABLE_KINDS:
+            raise VitalsProtocolError(f"cannot request a measurement of {str(what)[:32]!r}")
+        return MeasurementRequest(str(what))
+    if kind == "export":
+        return ExportRequest()
     raise VitalsProtocolError(f"unknown vitals message type {str(kind)[:32]!r}")
 
 
@@ -84,6 +98,8 @@ class VitalsOutbox:
     def __init__(self) -> None:
         self._next_seq = 1
         self._pending: OrderedDict[int, str] = OrderedDict()
+        # The consultation's readings, for the FHIR export at its end; memory only, cleared with the outbox.
+        self.history: list[Reading] = []
         self.dropped = 0
 
     @property
@@ -98,6 +114,8 @@ class VitalsOutbox:
         """Number a reading; returns (seq, wire text) and keeps it until acknowledged."""
         seq = self._next_seq
         self._next_seq += 1
+        if len(self.history) < MAX_PENDING:
+            self.history.append(reading)
         text = json.dumps(
             {"v": VERSION, "type": "reading", "seq": seq, "reading": reading.to_wire()}, separators=(",", ":")
         )
@@ -124,3 +142,9 @@ class VitalsOutbox:
 
     def clear(self) -> None:
         self._pending.clear()
+        self.history.clear()
+
+
+def dump_message(kind: str, **fields: object) -> str:
+    """An unnumbered gateway -> page message (device states, export answers)."""
+    return json.dumps({"v": VERSION, "type": kind, **fields}, separators=(",", ":"))

@@ -141,14 +141,22 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 def _only(data: Mapping[str, Any], allowed: tuple[str, ...], what: str = "field") -> None:
-    """Raises: ApiError: 400, `data` has a key outside `allowed` (most likely a typo)."""
+    """Check that `data` has only the keys in `allowed`.
+
+    Raises:
+        ApiError: 400, `data` has a key outside `allowed` (most likely a typo).
+    """
     for name in data:
         if name not in allowed:
             raise ApiError(400, f"unknown {what} {name!r} (expected: {', '.join(allowed)})")
 
 
 def _string(data: Mapping[str, Any], name: str, *, required: bool = True, max_length: int = MAX_NAME_LENGTH) -> str:
-    """Raises: ApiError: 400, the field is missing (when required), not a string, or too long."""
+    """The string field `name` of `data` ("" when absent and optional).
+
+    Raises:
+        ApiError: 400, the field is missing (when required), not a string, or too long.
+    """
     value = data.get(name)
     if value is None or value == "":
         if required:
@@ -162,7 +170,11 @@ def _string(data: Mapping[str, Any], name: str, *, required: bool = True, max_le
 
 
 def _datetime(value: object, name: str) -> datetime:
-    """Raises: ApiError: 400, `value` is not an ISO 8601 date and time with a timezone."""
+    """Parse an ISO 8601 date and time that includes a timezone.
+
+    Raises:
+        ApiError: 400, `value` is not an ISO 8601 date and time with a timezone.
+    """
     message = f"{name} must be an ISO 8601 date and time with a timezone, e.g. 2026-11-26T09:30+01:00"
     if not isinstance(value, str):
         raise ApiError(400, message)
@@ -310,7 +322,11 @@ async def create_appointment(request: web.Request, operator: str) -> web.StreamR
 
 
 def _flag(value: str, name: str) -> bool:
-    """Raises: ApiError: 400, not true/false/1/0/yes/no."""
+    """Parse a boolean query parameter.
+
+    Raises:
+        ApiError: 400, not true/false/1/0/yes/no.
+    """
     lowered = value.lower()
     if lowered in ("true", "1", "yes"):
         return True
@@ -335,7 +351,11 @@ async def list_appointments(request: web.Request, operator: str) -> web.StreamRe
 
 
 def _existing_appointment(config: ServerConfig, appointment_id: str) -> Appointment:
-    """Raises: ApiError: 404, no such appointment."""
+    """The appointment with this id.
+
+    Raises:
+        ApiError: 404, no such appointment.
+    """
     appointment = config.store.get_appointment(appointment_id)
     if appointment is None:
         raise ApiError(404, f"no appointment {appointment_id!r}")
@@ -449,7 +469,11 @@ async def list_cabins(request: web.Request, operator: str) -> web.StreamResponse
 
 
 def _existing_cabin(config: ServerConfig, cabin_id: str) -> Cabin:
-    """Raises: ApiError: 404, no such cabin."""
+    """The cabin with this id.
+
+    Raises:
+        ApiError: 404, no such cabin.
+    """
     cabin = config.store.get_cabin(cabin_id)
     if cabin is None:
         raise ApiError(404, f"no cabin {cabin_id!r}")
@@ -503,7 +527,11 @@ async def new_enrollment_code(request: web.Request, operator: str) -> web.Stream
 
 
 def _public_key(value: object) -> bytes:
-    """Raises: ApiError: 400, not the base64 of a raw 32-byte Ed25519 public key."""
+    """Decode a base64 raw Ed25519 public key.
+
+    Raises:
+        ApiError: 400, not the base64 of a raw 32-byte Ed25519 public key.
+    """
     message = "public_key must be the base64 of a raw 32-byte Ed25519 public key"
     if not isinstance(value, str):
         raise ApiError(400, message)

@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 from aiohttp.web_request import BaseRequest
 
 from signaling import pages
+from signaling.alerts_api import add_alert_routes
 from signaling.api import add_api_routes
 from signaling.config import ServerConfig
 from signaling.ws import CONFIG, HUB, Hub, websocket
@@ -71,10 +72,12 @@ def create_app(config: ServerConfig) -> web.Application:
     app.cleanup_ctx.append(_hub)
     app.router.add_get("/", pages.index)
     app.router.add_get("/healthz", pages.health)
+    app.router.add_get("/favicon.ico", pages.favicon)
     app.router.add_get("/join", pages.join_without_token)
     app.router.add_get("/join/", pages.join_without_token)
     app.router.add_get("/join/{token}", pages.join)
     app.router.add_get("/ws/{role}", websocket)
     app.router.add_static("/static/", config.webclient_dir, follow_symlinks=False)
+    add_alert_routes(app)  # before the API's catch-all for unknown endpoints
     add_api_routes(app)
     return app

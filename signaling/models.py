@@ -122,6 +122,8 @@ class AuditAction(enum.StrEnum):
     CABIN_ENABLED = "cabin-enabled"
     CABIN_CONNECTED = "cabin-connected"
     CABIN_DISCONNECTED = "cabin-disconnected"
+    HELP_REQUESTED = "help-requested"
+    HELP_RESOLVED = "help-resolved"
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,3 +95,7 @@ async def index(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+async def favicon(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(request.app[CONFIG].webclient_dir / "shared" / "favicon.svg")

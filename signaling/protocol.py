@@ -187,6 +187,23 @@ class Error:
     type: str = field(default="error", init=False)
 
 
+@dataclass(frozen=True, slots=True)
+class HelpRequest:
+    """The citizen pressed "call for help" on the cabin screen (during an appointment, or not)."""
+
+    appointment_id: str | None = None
+    type: str = field(default="help", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class HelpStatus:
+    """Signaling's answer to a help request: the operator's alert is open (help is coming), or resolved."""
+
+    alert_id: str
+    open: bool
+    type: str = field(default="help-status", init=False)
+
+
 Message = (
     Hello
     | Welcome
@@ -201,6 +218,8 @@ Message = (
     | Presence
     | RoomState
     | Schedule
+    | HelpRequest
+    | HelpStatus
 )
 
 # Messages relayed from one end of a room to the other.
@@ -313,6 +332,11 @@ def _parse_typed(kind: str, data: dict[str, Any]) -> Message:
         if not isinstance(raw, list):
             raise ProtocolError("'appointments' must be a list")
         return Schedule(appointments=tuple(_appointment_info(item) for item in raw))
+    if kind == "help":
+        raw_id = data.get("appointment_id")
+        return HelpRequest(appointment_id=None if raw_id is None else _str(data, "appointment_id"))
+    if kind == "help-status":
+        return HelpStatus(alert_id=_str(data, "alert_id", max_len=64), open=_bool(data, "open"))
     if kind == "hello":
         return Hello(token=_str(data, "token", max_len=4096))
     if kind == "offer":

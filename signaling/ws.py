@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from aiohttp import WSMsgType, web
 
+from signaling.alerts import AlertBook, help_requested
 from signaling.cabin_auth import ReplayCache, verify_cabin_proof
 from signaling.config import ServerConfig
 from signaling.models import Appointment, AuditAction, AuditEvent
@@ -20,6 +21,7 @@ from signaling.protocol import (
     Candidate,
     CloseCode,
     Error,
+    HelpRequest,
     Hello,
     Message,
     Offer,
@@ -84,6 +86,7 @@ class Hub:
         self.config = config
         self.rooms: Rooms[Client] = Rooms()
         self.replays = ReplayCache()
+        self.alerts = AlertBook()
 
     def audit(
         self,
@@ -397,6 +400,8 @@ async def _dispatch(hub: Hub, client: Client, message: Message) -> None:
         )
         await hub.publish_state(room)
         await hub.start_call_if_ready(room)
+    elif isinstance(message, HelpRequest) and client.role is Role.CABIN:
+        await help_requested(hub, client, message)
     else:
         raise _Refusal(f"'{message.type}' is not expected from a {client.role.value}")
 

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from playwright.async_api import BrowserContext, async_playwright
+from playwright.async_api import BrowserContext, Page, async_playwright
 
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
 
@@ -56,6 +56,7 @@ async def chromium(profile_dir: Path, *, extra_args: tuple[str, ...] = ()) -> As
             headless=True,
             args=[*CHROMIUM_FLAGS, *extra_args],
             ignore_https_errors=True,
+            accept_downloads=True,
             permissions=["camera", "microphone"],
             viewport={"width": 1280, "height": 800},
         )
@@ -63,3 +64,45 @@ async def chromium(profile_dir: Path, *, extra_args: tuple[str, ...] = ()) -> As
             yield context
         finally:
             await context.close()
+
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+async def screenshot(page: Page, name: str) -> Path:
+    """Save a screenshot as a test artefact (git-ignored test-artifacts/)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+async def assert_accessible(page: Page, state: str) -> None:
+    """axe-core in the page: no serious or critical WCAG 2.1 A/AA violation in this state."""
+    from axe_playwright_python.async_playwright import Axe
+
+    options = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+    results = await Axe().run(page, options=options)
+    bad = [v for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]
+    details = "; ".join(
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}" for v in bad
+    )
+    assert not bad, f"accessibility violations in state {state!r}: {details}"
+
+
+async def wait_js(page: Page, predicate: str, *, timeout: float = 15.0, what: str) -> None:
+    """Poll a JavaScript arrow function in the page until it returns true (works under a strict CSP)."""
+    ok = await page.evaluate(
+        """async ([source, ms]) => {
+            const predicate = eval(source);
+            const deadline = performance.now() + ms;
+            while (performance.now() < deadline) {
+              try { if (await predicate()) return true; } catch (e) {}
+              await new Promise((r) => setTimeout(r, 50));
+            }
+            return false;
+        }""",
+        [predicate, timeout * 1000],
+    )
+    if not ok:
+        pytest.fail(f"timed out after {timeout} s waiting for {what}")

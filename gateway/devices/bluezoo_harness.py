@@ -127,16 +127,19 @@ class EmulatedRadio:
         """The emulated devices' Bluetooth addresses, in order."""
         return tuple(device.address for device in self.devices)
 
-    def device(self, kind: EmulatedKind | str) -> EmulatedDevice:
-        """The first emulated device of `kind`.
+    def device(self, which: EmulatedKind | str) -> EmulatedDevice:
+        """The emulated device with this address, or else the first one of this kind.
 
         Raises:
-            ConfigError: no device of that kind on this radio.
+            ConfigError: no such device on this radio.
         """
         for device in self.devices:
-            if device.kind == kind:
+            if device.address == which.upper():
                 return device
-        raise ConfigError(f"no emulated {kind} on this radio (have: {', '.join(d.kind for d in self.devices)})")
+        for device in self.devices:
+            if device.kind == which:
+                return device
+        raise ConfigError(f"no emulated {which} on this radio (have: {', '.join(d.kind for d in self.devices)})")
 
     def device_manager(self, allowlist: Iterable[str] | None = None, **options: Any) -> DeviceManager:
         """A DeviceManager wired to this radio (adapter hci0), by default allowing every emulated device.
@@ -190,11 +193,13 @@ class EmulatedRadio:
         self._env_set = True
 
         self._control = await MessageBus(bus_address=self._bus_address, bus_type=BusType.SYSTEM).connect()
-        owned = asyncio.Event()
+        # bluezoo takes the name org.bluez first and adds its adapters after: wait for the last adapter object.
+        changed = asyncio.Event()
         self._control.add_message_handler(
-            lambda msg: owned.set() if msg.member == "NameOwnerChanged" and msg.body[0] == "org.bluez" else None
+            lambda msg: changed.set() if msg.member in ("NameOwnerChanged", "InterfacesAdded") else None
         )
         await self._dbus_call("AddMatch", "s", ["type='signal',member='NameOwnerChanged',arg0='org.bluez'"])
+        await self._dbus_call("AddMatch", "s", ["type='signal',sender='org.bluez',member='InterfacesAdded'"])
 
         adapters = [CENTRAL_ADDRESS, *self.addresses]
         with (self._tmp / "bluezoo.log").open("wb") as log:
@@ -205,8 +210,12 @@ class EmulatedRadio:
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 env={**os.environ, _ENV: self._bus_address},
             )  # fmt: skip
-        if not (await self._dbus_call("NameHasOwner", "s", ["org.bluez"]))[0]:
-            await owned.wait()
+        last_adapter = f"/org/bluez/hci{len(adapters) - 1}"
+        while True:
+            changed.clear()
+            if await self._adapter_present(last_adapter):
+                break
+            await changed.wait()
 
         for index, device in enumerate(self.devices, start=1):
             peripheral = GattPeripheral(device, bus_address=self._bus_address, adapter_path=f"/org/bluez/hci{index}")
@@ -214,6 +223,24 @@ class EmulatedRadio:
             self._peripherals[device.address] = peripheral
         if self._period is not None:
             self._periodic = asyncio.create_task(self._measure_periodically(self._period), name="emulated-periodic")
+
+    async def _adapter_present(self, path: str) -> bool:
+        """Whether bluezoo runs and has exported the adapter at `path`."""
+        if not (await self._dbus_call("NameHasOwner", "s", ["org.bluez"]))[0]:
+            return False
+        if self._control is None:  # pragma: no cover - set by _start before this is called
+            raise EmulationError("the emulated radio is not started")
+        reply = await self._control.call(
+            Message(
+                destination="org.bluez",
+                path="/",
+                interface="org.freedesktop.DBus.ObjectManager",
+                member="GetManagedObjects",
+            )
+        )
+        if reply is None or reply.message_type is MessageType.ERROR:
+            return False
+        return path in reply.body[0]
 
     async def _dbus_call(self, member: str, signature: str, body: list[Any]) -> list[Any]:
         """Call the bus daemon itself.
@@ -273,7 +300,7 @@ class EmulatedRadio:
         return f"; bluezoo log ends with:\n{text[-2000:]}" if text else ""
 
     def _peripheral(self, kind: EmulatedKind | str) -> GattPeripheral:
-        """The running peripheral of the first device of `kind`.
+        """The running peripheral of a device (by address or kind, as `device`).
 
         Raises:
             ConfigError: no such device.
@@ -299,6 +326,30 @@ class EmulatedRadio:
         else:
             peripheral.push_now(measurement)
         return measurement
+
+    def send_raw(self, which: EmulatedKind | str, payload: bytes, *, uuid16: int | None = None) -> Measurement:
+        """Have a device send arbitrary bytes on a measurement characteristic (its first one by default).
+
+        Raises:
+            ConfigError: no such device or characteristic.
+            EmulationError: the radio is not started.
+        """
+        peripheral = self._peripheral(which)
+        measurement = peripheral.device.take_raw(payload, uuid16)
+        if measurement.indicate:
+            peripheral.wake()
+        else:
+            peripheral.push_now(measurement)
+        return measurement
+
+    def subscribed(self, which: EmulatedKind | str) -> bool:
+        """Whether a central is subscribed to the device's measurements (by address or kind).
+
+        Raises:
+            ConfigError: no such device.
+            EmulationError: the radio is not started.
+        """
+        return self._peripheral(which).subscribed
 
     def set_battery(self, kind: EmulatedKind | str, percent: int) -> None:
         """Change a device's battery level (notified to a subscribed central).

@@ -293,6 +293,23 @@ class EmulatedDevice:
             raise ConfigError(f"only an oximeter sends continuous measurements, not a {self.kind}")
         return self._take(self._now(), continuous=continuous)
 
+    def take_raw(self, payload: bytes, uuid16: int | None = None) -> Measurement:
+        """Queue arbitrary bytes (a malformed payload, say) on a measurement characteristic, numbered as the rest.
+
+        Raises:
+            ConfigError: the device has no such characteristic, or it does not notify or indicate.
+        """
+        uuid16 = self.services()[0].characteristics[0].uuid16 if uuid16 is None else uuid16
+        spec = self.characteristic(uuid16)
+        if not spec.pushes:
+            raise ConfigError(f"characteristic 0x{uuid16:04X} of the emulated {self.kind} does not push values")
+        self._seq += 1
+        measurement = Measurement(self._seq, uuid16, bytes(payload), None, "indicate" in spec.flags)
+        self.taken.append(measurement)
+        if measurement.indicate:
+            self._memory.append(measurement)
+        return measurement
+
     def pending(self) -> Iterator[Measurement]:
         """The measurements in memory, oldest first."""
         return iter(tuple(self._memory))

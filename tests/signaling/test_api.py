@@ -27,6 +27,8 @@ from signaling.tokens import TokenSigner
 
 API_KEY = "k"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+# A second operator key, long enough to be searched for in logs.
+LONG_KEY = "op-key-2f9c1d7e5b3a4c6d8e0f1a2b3c4d5e6f"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 APPOINTMENT = {
     "kind": "bank",
@@ -72,7 +74,7 @@ def config(store: SQLiteStore, clock: Clock) -> ServerConfig:
         signer=TokenSigner.generate(),
         store=store,
         public_url="https://visio.example.org/",
-        operator_key_hashes=(hash_api_key(API_KEY),),
+        operator_key_hashes=(hash_api_key(API_KEY), hash_api_key(LONG_KEY)),
         clock=clock,
     )
 
@@ -125,6 +127,10 @@ def raw_public_key() -> tuple[Ed25519PrivateKey, str]:
     key = Ed25519PrivateKey.generate()
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return key, base64.b64encode(raw).decode()
+
+
+def files_containing(directory: Path, text: str) -> list[Path]:
+    return [path for path in directory.iterdir() if text.encode() in path.read_bytes()]
 
 
 def audit_actions(store: SQLiteStore) -> list[AuditAction]:
@@ -433,8 +439,7 @@ async def test_create_cabin(client: Client, store: SQLiteStore, tmp_path: Path) 
     assert cabin is not None
     assert cabin.enrollment_code_hash == hashlib.sha256(code.encode()).digest()
     store.close()
-    for path in tmp_path.iterdir():  # the code itself is nowhere on disk (database, WAL)
-        assert code.encode() not in path.read_bytes()
+    assert files_containing(tmp_path, code) == []  # the code itself is nowhere on disk (database, WAL)
 
 
 async def test_create_cabin_without_name(client: Client) -> None:
@@ -571,8 +576,7 @@ async def test_enroll_expired_code(client: Client, clock: Clock) -> None:
             "ask the operator for a new one"
         },
     )
-    status, body = await call(client, "GET", "/cabins/mairie-pq")
-    assert body["enrollment_pending"] is False
+    assert (await call(client, "GET", "/cabins/mairie-pq"))[1]["enrollment_pending"] is False
 
 
 async def test_enroll_unknown_cabin_says_nothing_more(client: Client) -> None:
@@ -663,11 +667,16 @@ async def test_secrets_never_reach_the_logs_or_the_audit(
         client, "POST", "/enroll", {"cabin_id": "mairie-pq", "code": "bad", "public_key": public_key}, headers={}
     )
     await call(client, "POST", "/enroll", {"cabin_id": "mairie-pq", "code": code, "public_key": public_key}, headers={})
-    link = (await book(client))["link"]
+    status, created = await call(
+        client, "POST", "/appointments", APPOINTMENT, headers={"Authorization": f"Bearer {LONG_KEY}"}
+    )
+    assert status == 201
+    await call(client, "POST", f"/appointments/{created['id']}/cancel", headers={"Authorization": f"Bearer {LONG_KEY}"})
     await call(client, "GET", "/cabins", headers={"Authorization": "Bearer not-the-key-xyz"})
-    token = link.rsplit("/", 1)[1]
+    token = created["link"].rsplit("/", 1)[1]
     details = " ".join(e.detail for e in store.audit_log(limit=1000))
-    for secret in (code, token, API_KEY + "\n", "not-the-key-xyz"):
+    assert "operator key sha256:" + hashlib.sha256(LONG_KEY.encode()).hexdigest()[:8] in details
+    for secret in (code, token, LONG_KEY, "not-the-key-xyz"):
         assert secret not in caplog.text
         assert secret not in details
     assert "mairie-pq" in caplog.text

@@ -1,54 +1,77 @@
-// The professional's page: join, answer the cabin's offer, show the cabin, show live readings.
+// The professional's console: preflight, waiting room, call, live readings, end with summary and FHIR export.
 import { STRINGS, pickLanguage } from "/static/shared/i18n.js";
 import { SignalingConnection } from "/static/shared/signaling.js";
-import { VitalsReceiver, formatNumber, unitLabel } from "/static/shared/vitals.js";
+import { VitalsReceiver } from "/static/shared/vitals.js";
+import { Preflight } from "/static/pro/preflight.js";
+import { QualityMonitor } from "/static/pro/quality.js";
+import { VitalsPanel } from "/static/pro/vitals-panel.js";
+import { downloadJson, renderSummary } from "/static/pro/summary.js";
 
 const $ = (id) => document.getElementById(id);
 const token = decodeURIComponent(location.pathname.replace(/^\/join\//, ""));
 
 const state = {
   lang: pickLanguage(),
-  status: "idle",
+  status: "preflight",
+  statusError: false,
   appointment: null,
+  iceServers: [],
   pc: null,
   local: null,
   signaling: null,
   vitals: new VitalsReceiver(),
-  latest: new Map(),
   room: null,
   ended: false,
+  bundle: null,
+  refreshBundle: 0,
 };
 // For diagnostics from the browser console (and the tests): the live objects, never a credential.
 window.cabine = state;
-
-const KIND_LABELS = {
-  "body-temperature": "temperature",
-  "blood-pressure": "bloodPressure",
-  "oxygen-saturation": "spo2",
-  "heart-rate": "heartRate",
-  "body-weight": "weight",
-};
 
 function t(key) {
   return STRINGS[state.lang][key] ?? key;
 }
 
+const preflight = new Preflight({
+  preview: $("preview"), cameraSelect: $("camera-select"), micSelect: $("mic-select"), meter: $("mic-level"),
+});
+const panel = new VitalsPanel({
+  list: $("vitals-list"), trend: $("trend"), trendKind: $("trend-kind"), caption: $("trend-caption"),
+  devices: $("devices"), t, lang: state.lang,
+  onRequest: (kind) => {
+    state.vitals.request(kind);
+    panel.requested(kind);
+  },
+});
+state.panel = panel;
+const quality = new QualityMonitor((level, figures) => renderQuality(level, figures));
+
+// --- rendering ---------------------------------------------------------------------------------------------
+
 function applyLanguage() {
   document.documentElement.lang = state.lang;
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  $("preview").setAttribute("aria-label", t("selfView"));
   setStatus(state.status, state.statusError);
   renderAppointment();
   renderRoom();
-  renderVitals();
+  panel.setLanguage(t, state.lang);
+  if (state.ended) renderSummary({ table: $("summary-table"), meta: $("summary-meta"), panel,
+                                   appointment: state.appointment, t, lang: state.lang });
 }
 
 function setStatus(key, isError = false) {
   state.status = key;
   state.statusError = isError;
   const el = $("status");
-  el.textContent = key === "idle" ? "" : t(key);
+  el.textContent = t(key);
   el.classList.toggle("error", isError);
   document.body.dataset.state = key;
+}
+
+function show(...ids) {
+  for (const id of ["preflight", "waiting", "call", "controls", "ended"]) $(id).hidden = !ids.includes(id);
+  $("vitals").hidden = !(state.appointment?.kind === "medical" && (ids.includes("call") || ids.includes("waiting")));
 }
 
 function renderAppointment() {
@@ -56,16 +79,16 @@ function renderAppointment() {
   if (!a) return;
   const start = new Date(a.starts_at).toLocaleTimeString(state.lang, { hour: "2-digit", minute: "2-digit" });
   const end = new Date(a.ends_at).toLocaleTimeString(state.lang, { hour: "2-digit", minute: "2-digit" });
-  $("appointment").textContent = `${t("kinds")[a.kind] ?? a.kind} · ${t("appointmentWith")} ${a.cabin_id} · ${start}–${end}`;
+  $("appointment").textContent =
+    `${t("kinds")[a.kind] ?? a.kind} · ${t("appointmentWith")} ${a.cabin_id} · ${start}–${end}`;
 }
 
 function renderRoom() {
   const room = state.room;
-  const section = $("waiting");
-  if (!room) return;
-  section.hidden = room.admitted && room.professional_present && room.cabin_online && state.status === "inCall";
+  if (!room || state.ended) return;
   $("room-cabin").textContent = room.cabin_online ? t("cabinOnline") : t("cabinOffline");
-  $("room-citizen").textContent = room.admitted ? t("citizenAdmitted") : room.citizen_present ? t("citizenHere") : t("citizenAway");
+  $("room-citizen").textContent = room.admitted ? t("citizenAdmitted")
+    : room.citizen_present ? t("citizenHere") : t("citizenAway");
   $("admit").disabled = !(room.cabin_online && room.citizen_present && !room.admitted);
   $("admit").hidden = room.admitted;
   if (!room.admitted && ["waitingCabin", "waitingCitizen", "readyToAdmit", "cabinLeft"].includes(state.status)) {
@@ -73,72 +96,40 @@ function renderRoom() {
   }
 }
 
-function formatQuantity(q) {
-  if (q.value === null || q.value === undefined) return `${t("noValue")} (${q.no_value})`;
-  return `${formatNumber(q.value, state.lang, q.unit)} ${unitLabel(q.unit)}`;
+function renderQuality(level, f) {
+  const el = $("quality");
+  el.hidden = false;
+  el.dataset.level = level;
+  $("quality-label").textContent = t(`quality${level[0].toUpperCase()}${level.slice(1)}`);
+  const parts = [
+    f.rttMs === null ? null : `${t("rtt")} ${Math.round(f.rttMs)} ms`,
+    `${t("loss")} ${f.lossPct.toFixed(1)} %`,
+    `${t("bitrate")} ${Math.round(f.kbps)} kbit/s`,
+    f.fps === null ? null : `${t("fps")} ${Math.round(f.fps)}`,
+  ].filter(Boolean).join(" · ");
+  $("quality-figures").textContent = "";
+  $("quality-figures").title = parts;
+  el.title = parts;
+  $("quality-label").dataset.figures = parts;
 }
 
-function renderVitals() {
-  const list = $("vitals-list");
-  list.replaceChildren();
-  for (const kind of Object.keys(KIND_LABELS)) {
-    const reading = state.latest.get(kind);
-    const dt = document.createElement("dt");
-    dt.textContent = t(KIND_LABELS[kind]);
-    const dd = document.createElement("dd");
-    dd.id = `vital-${kind}`;
-    if (!reading) {
-      dd.textContent = t("noReading");
-      dd.className = "empty";
-    } else {
-      const value = document.createElement("span");
-      value.className = "value";
-      value.dataset.value = reading.value ?? "";
-      value.dataset.unit = reading.unit;
-      if (kind === "blood-pressure") {
-        const q = Object.fromEntries(reading.quantities.map((x) => [x.code, x]));
-        const sys = q.systolic?.value, dia = q.diastolic?.value;
-        value.textContent = sys != null && dia != null
-          ? `${formatNumber(sys, state.lang, q.systolic.unit)}/${formatNumber(dia, state.lang, q.diastolic.unit)} ${unitLabel(q.systolic.unit)}`
-          : formatQuantity(reading.quantities[0]);
-        const extra = [q.mean && `moy. ${formatQuantity(q.mean)}`, q["pulse-rate"] && `pouls ${formatQuantity(q["pulse-rate"])}`]
-          .filter(Boolean).join(" · ");
-        if (extra) value.title = extra;
-      } else if (kind === "oxygen-saturation") {
-        const pr = reading.quantities.find((x) => x.code === "pulse-rate");
-        value.textContent = formatQuantity(reading.quantities[0]) + (pr ? ` · ${formatQuantity(pr)}` : "");
-      } else {
-        value.textContent = formatQuantity(reading.quantities[0]);
-      }
-      const time = document.createElement("time");
-      time.className = "time";
-      time.dateTime = reading.measured_at;
-      const when = new Date(reading.measured_at).toLocaleTimeString(state.lang);
-      time.textContent = `${reading.time_source === "device" ? t("measuredAt") : t("receivedAt")} ${when}`;
-      dd.append(value, time);
-    }
-    list.append(dt, dd);
-  }
-}
+// --- media and peer connection ------------------------------------------------------------------------------
 
-state.vitals.addEventListener("reading", (event) => {
-  const { reading } = event.detail;
-  state.latest.set(reading.kind, reading);
-  renderVitals();
-});
-
-async function startLocalMedia() {
+async function startPreflight() {
   setStatus("preparing");
+  $("retry-media").hidden = true;
   try {
-    state.local = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
-  } catch (err) {
+    await preflight.start();
+    setStatus("preflight");
+    $("join").disabled = false;
+  } catch {
     setStatus("mediaDenied", true);
-    throw err;
+    $("retry-media").hidden = false;
   }
-  $("self").srcObject = state.local;
 }
 
 function closePeer() {
+  quality.stop();
   if (state.pc) {
     state.pc.close();
     state.pc = null;
@@ -146,15 +137,16 @@ function closePeer() {
   $("remote").srcObject = null;
 }
 
-function newPeer(iceServers) {
+function newPeer() {
   closePeer();
-  const pc = new RTCPeerConnection({ iceServers });
+  const pc = new RTCPeerConnection({ iceServers: state.iceServers });
   state.pc = pc;
   for (const track of state.local.getTracks()) pc.addTrack(track, state.local);
   pc.addEventListener("track", (event) => {
     const remote = $("remote");
-    if (remote.srcObject !== event.streams[0]) {
-      remote.srcObject = event.streams[0] ?? new MediaStream([event.track]);
+    const stream = event.streams[0] ?? new MediaStream([event.track]);
+    if (remote.srcObject !== stream) {
+      remote.srcObject = stream;
       remote.play().catch(() => {});
     }
   });
@@ -175,7 +167,8 @@ function newPeer(iceServers) {
     if (pc !== state.pc) return;
     if (pc.connectionState === "connected") {
       setStatus("inCall");
-      renderRoom();
+      show("call", "controls");
+      quality.watch(pc);
     }
     if (pc.connectionState === "failed") setStatus("connectionFailed", true);
   });
@@ -184,12 +177,27 @@ function newPeer(iceServers) {
 
 async function onOffer(message) {
   setStatus("negotiating");
-  const pc = newPeer(state.iceServers);
+  const pc = newPeer();
   await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
-  const answer = await pc.createAnswer();
-  await pc.setLocalDescription(answer);
+  await pc.setLocalDescription(await pc.createAnswer());
   state.signaling.send({ type: "answer", appointment_id: state.appointment.id, sdp: pc.localDescription.sdp });
 }
+
+// Keep a fresh FHIR bundle from the cabin, so the export works even if the cabin leaves first.
+function scheduleBundleRefresh() {
+  clearTimeout(state.refreshBundle);
+  state.refreshBundle = setTimeout(async () => {
+    state.bundle = (await state.vitals.exportBundle()) ?? state.bundle;
+  }, 500);
+}
+
+state.vitals.addEventListener("reading", (event) => {
+  panel.add(event.detail.reading);
+  scheduleBundleRefresh();
+});
+state.vitals.addEventListener("device", (event) => panel.device(event.detail));
+
+// --- signaling ----------------------------------------------------------------------------------------------
 
 function onMessage(message) {
   switch (message.type) {
@@ -198,10 +206,9 @@ function onMessage(message) {
       state.iceServers = (message.ice_servers || []).map((s) => ({
         urls: s.urls, ...(s.username ? { username: s.username, credential: s.credential } : {}),
       }));
-      $("vitals").hidden = message.appointment.kind !== "medical";
       renderAppointment();
       setStatus("waitingCabin");
-      $("waiting").hidden = false;
+      show("waiting");
       break;
     case "room":
       state.room = message;
@@ -215,11 +222,11 @@ function onMessage(message) {
       break;
     case "peer-left":
       closePeer();
+      show("waiting");
       setStatus("cabinLeft");
       break;
     case "bye":
-      closePeer();
-      setStatus("ended");
+      finish();
       break;
     case "error":
       console.warn("signaling:", message.code, message.message);
@@ -238,10 +245,10 @@ function connectSignaling() {
       // Refused for good (bad link, cancelled, taken): say why, do not retry.
       state.ended = true;
       closePeer();
+      show();
       $("status").textContent = `${t("refused")} : ${reason}`;
       $("status").classList.add("error");
       document.body.dataset.state = "refused";
-      $("end").hidden = true;
       return;
     }
     setStatus("serverLost", true);
@@ -251,38 +258,67 @@ function connectSignaling() {
   signaling.open();
 }
 
-async function join() {
+function join() {
   $("join").disabled = true;
-  try {
-    await startLocalMedia();
-  } catch {
-    $("join").disabled = false;
-    return;
-  }
-  $("join").hidden = true;
-  $("end").hidden = false;
+  state.local = preflight.take();
+  $("self").srcObject = state.local;
   connectSignaling();
 }
 
-function end() {
+async function finish() {
+  if (state.ended) return;
   state.ended = true;
-  if (state.appointment) state.signaling.send({ type: "bye", appointment_id: state.appointment.id, reason: "ended" });
+  clearTimeout(state.refreshBundle);
+  if (state.appointment?.kind === "medical") {
+    state.bundle = (await state.vitals.exportBundle()) ?? state.bundle;
+  }
+  if (state.appointment) {
+    state.signaling?.send({ type: "bye", appointment_id: state.appointment.id, reason: "ended" });
+  }
   closePeer();
   state.signaling?.close();
   for (const track of state.local?.getTracks() ?? []) track.stop();
-  $("end").hidden = true;
+  show("ended");
+  $("quality").hidden = true;
+  const medical = state.appointment?.kind === "medical";
+  $("export").hidden = !medical;
+  $("summary").hidden = !medical;
+  $("download-fhir").disabled = !state.bundle;
+  if (medical) {
+    renderSummary({ table: $("summary-table"), meta: $("summary-meta"), panel, appointment: state.appointment,
+                    t, lang: state.lang });
+  }
   setStatus("ended");
 }
 
+function toggleTrack(button, kind) {
+  const tracks = kind === "audio" ? state.local?.getAudioTracks() : state.local?.getVideoTracks();
+  const off = button.getAttribute("aria-pressed") !== "true";
+  for (const track of tracks ?? []) track.enabled = !off;
+  button.setAttribute("aria-pressed", String(off));
+}
+
 $("join").addEventListener("click", join);
+$("retry-media").addEventListener("click", startPreflight);
 $("admit").addEventListener("click", () => {
   $("admit").disabled = true;
   state.signaling.send({ type: "admit", appointment_id: state.appointment.id });
 });
-$("end").addEventListener("click", end);
+$("mute").addEventListener("click", () => toggleTrack($("mute"), "audio"));
+$("camera-off").addEventListener("click", () => toggleTrack($("camera-off"), "video"));
+$("end").addEventListener("click", finish);
+$("download-fhir").addEventListener("click", () => {
+  if (state.bundle) downloadJson(state.bundle, `consultation-${state.appointment.id}.fhir.json`);
+});
+$("print-summary").addEventListener("click", () => window.print());
 $("lang").addEventListener("click", () => {
   state.lang = state.lang === "fr" ? "en" : "fr";
   localStorage.setItem("cabine.lang", state.lang);
   applyLanguage();
 });
+
+$("join").disabled = true;
 applyLanguage();
+show("preflight");
+panel.loadThresholds("/static/pro/thresholds.json").then(() => panel.render());
+startPreflight();

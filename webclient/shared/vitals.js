@@ -46,7 +46,17 @@ export class VitalsReceiver extends EventTarget {
     } catch {
       return;
     }
-    if (message.v !== 1 || message.type !== "reading" || !Number.isInteger(message.seq)) return;
+    if (message.v !== 1) return;
+    if (message.type === "device" && message.device) {
+      this.dispatchEvent(new CustomEvent("device", { detail: message.device }));
+      return;
+    }
+    if (message.type === "bundle" && message.bundle) {
+      this.bundle = message.bundle;
+      this.dispatchEvent(new CustomEvent("bundle", { detail: message.bundle }));
+      return;
+    }
+    if (message.type !== "reading" || !Number.isInteger(message.seq)) return;
     if (!this.seen.has(message.seq)) {
       this.seen.add(message.seq);
       this.readings.push({ ...message.reading, seq: message.seq, receivedAt: new Date() });
@@ -58,5 +68,18 @@ export class VitalsReceiver extends EventTarget {
 
   request(kind) {
     this.#send({ type: "request", kind });
+  }
+
+  // Ask the cabin for the consultation's FHIR Bundle; resolves with it, or null after `timeoutMs`.
+  exportBundle(timeoutMs = 3000) {
+    return new Promise((resolve) => {
+      if (!this.channel || this.channel.readyState !== "open") {
+        resolve(this.bundle ?? null);
+        return;
+      }
+      const timer = setTimeout(() => resolve(this.bundle ?? null), timeoutMs);
+      this.addEventListener("bundle", (e) => { clearTimeout(timer); resolve(e.detail); }, { once: true });
+      this.#send({ type: "export" });
+    });
   }
 }
