@@ -12,7 +12,6 @@ from pathlib import Path
 from gateway.cli_operator import add_operator_commands, run_operator_command
 from gateway.errors import GatewayError
 from gateway.gateway_cli import add_gateway_command, run_gateway
-from gateway.media.sources import SourceSpec, VideoFormat
 from signaling.serve_cli import add_serve_command, run_serve
 
 
@@ -69,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import DemoOptions, serve_demo
+    from gateway.media.sources import SourceSpec, VideoFormat
     from signaling.protocol import AppointmentKind
 
     width, height = args.video_size

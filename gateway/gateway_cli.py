@@ -7,11 +7,10 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.cabin import CabinGateway
-from gateway.config import CabinConfig
-from gateway.identity import CabinIdentity
-from gateway.media.sources import SourceSpec, VideoFormat
+if TYPE_CHECKING:
+    from gateway.config import CabinConfig
 
 log = logging.getLogger("cabine.gateway")
 
@@ -38,6 +37,8 @@ def _ws_url(server: str) -> str:
 
 
 async def _run(config: CabinConfig) -> int:
+    from gateway.cabin import CabinGateway
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -49,6 +50,11 @@ async def _run(config: CabinConfig) -> int:
 
 
 def run_gateway(args: argparse.Namespace) -> int:
+    # Imported here: the operator's commands must not load the media stack.
+    from gateway.config import CabinConfig
+    from gateway.identity import CabinIdentity
+    from gateway.media.sources import SourceSpec, VideoFormat
+
     identity = CabinIdentity.load(args.key_file)
     width, height = args.video_size
     config = CabinConfig(

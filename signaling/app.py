@@ -15,7 +15,7 @@ from aiohttp.web_request import BaseRequest
 
 from signaling import pages
 from signaling.alerts_api import add_alert_routes
-from signaling.api import add_api_routes
+from signaling.api import ON_APPOINTMENT_CREATED, ON_CABIN_DISABLED, ON_CANCEL, add_api_routes
 from signaling.config import ServerConfig
 from signaling.ws import CONFIG, HUB, Hub, websocket
 
@@ -68,7 +68,11 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: ServerConfig) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
     app[CONFIG] = config
-    app[HUB] = Hub(config)
+    hub = Hub(config)
+    app[HUB] = hub
+    app[ON_CANCEL] = hub.appointment_cancelled
+    app[ON_CABIN_DISABLED] = hub.cabin_disabled
+    app[ON_APPOINTMENT_CREATED] = hub.appointment_created
     app.cleanup_ctx.append(_hub)
     app.router.add_get("/", pages.index)
     app.router.add_get("/healthz", pages.health)

@@ -10,12 +10,7 @@ import ssl
 import sys
 from pathlib import Path
 
-from signaling.config import ServerConfig, hash_api_key
-from signaling.protocol import IceServer
-from signaling.server import load_or_create_operator_key, load_or_create_signer, serve
-from signaling.sqlite_store import SQLiteStore
 from signaling.store import StoreError
-from signaling.tls import DEFAULT_NAMES, ensure_development_certificate
 
 log = logging.getLogger("cabine.serve")
 
@@ -53,11 +48,18 @@ def _ssl_context(args: argparse.Namespace, data_dir: Path) -> ssl.SSLContext | N
         except (OSError, ssl.SSLError) as exc:
             raise SystemExit(f"cabine serve: error: cannot load the certificate: {exc}") from None
         return context
+    from signaling.tls import DEFAULT_NAMES, ensure_development_certificate
+
     names = tuple(dict.fromkeys((*DEFAULT_NAMES, args.host)))
     return ensure_development_certificate(data_dir / "certs", names).server_context()
 
 
 async def _run(args: argparse.Namespace) -> int:
+    from signaling.config import ServerConfig, hash_api_key
+    from signaling.protocol import IceServer
+    from signaling.server import load_or_create_operator_key, load_or_create_signer, serve
+    from signaling.sqlite_store import SQLiteStore
+
     data_dir: Path = args.data_dir
     context = _ssl_context(args, data_dir)
     scheme = "http" if context is None else "https"

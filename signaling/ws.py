@@ -21,8 +21,8 @@ from signaling.protocol import (
     Candidate,
     CloseCode,
     Error,
-    HelpRequest,
     Hello,
+    HelpRequest,
     Message,
     Offer,
     PeerJoined,
@@ -172,9 +172,16 @@ class Hub:
             await refuse(room.professional.ws, CloseCode.FORBIDDEN, reason)
 
     async def cabin_disabled(self, cabin_id: str) -> None:
+        """The operator disabled the cabin or replaced its key: its current connection must not go on."""
         cabin = self.rooms.cabin(cabin_id)
         if cabin is not None:
-            await refuse(cabin.ws, CloseCode.FORBIDDEN, str(TokenError(TokenRefusal.CABIN_DISABLED)))
+            await refuse(cabin.ws, CloseCode.FORBIDDEN, "closed by the operator: cabin disabled or its key replaced")
+
+    async def appointment_created(self, appointment_id: str) -> None:
+        appointment = self.config.store.get_appointment(appointment_id)
+        cabin = None if appointment is None else self.rooms.cabin(appointment.cabin_id)
+        if appointment is not None and cabin is not None:
+            await cabin.send(self.schedule_for(appointment.cabin_id))
 
     async def close_all(self) -> None:
         for client in self.rooms.connections():

@@ -138,6 +138,17 @@ def _uuid16(uuid: str) -> int | None:
     return None
 
 
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until any of `events` is set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
 class DeviceManager:
     """Scans for, connects to and listens to the allowlisted health devices; an async context manager.
 
@@ -183,6 +194,7 @@ class DeviceManager:
         self._scanner: BleakScanner | None = None
         self._started = False
         self._closed = False
+        self._stopping = asyncio.Event()
         self.decode_failures = 0
         """How many notifications could not be decoded (logged without their bytes)."""
         self.dropped_readings = 0
@@ -226,6 +238,7 @@ class DeviceManager:
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
         scanner, self._scanner = self._scanner, None
         if scanner is not None:
             try:
@@ -334,7 +347,9 @@ class DeviceManager:
             failures = 0 if connected else failures + 1
             delay = self._backoff.delay(failures)
             _logger.info("[cabin %s] %s: reconnecting in %.1f s", self._cabin, address, delay)
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
 
     async def _session(self, address: str) -> bool:
         """One connection: subscribe, read battery and identity, wait for the disconnection.
@@ -387,7 +402,8 @@ class DeviceManager:
             for uuid16, payload, received_at in pending:
                 self._deliver(uuid16, payload, identity, received_at)
             try:
-                await disconnected.wait()
+                # Also wake on close: a cancellation is not the only way out of a session (see `close`).
+                await _first(disconnected, self._stopping)
             finally:
                 self._set_state(address, connected=False)
         _logger.info("[cabin %s] %s: disconnected", self._cabin, address)
@@ -402,7 +418,8 @@ class DeviceManager:
             if uuid16 not in DEVICE_INFORMATION_STRINGS or "read" not in char.properties:
                 continue
             try:
-                payload = await asyncio.wait_for(client.read_gatt_char(char), self._read_timeout)
+                async with asyncio.timeout(self._read_timeout):
+                    payload = await client.read_gatt_char(char)
                 identity = apply_device_information(identity, uuid16, bytes(payload))
             except (*_CONNECTION_ERRORS, DecodeError) as exc:
                 _logger.info(
@@ -418,7 +435,8 @@ class DeviceManager:
                 continue
             try:
                 if "read" in char.properties:
-                    payload = await asyncio.wait_for(client.read_gatt_char(char), self._read_timeout)
+                    async with asyncio.timeout(self._read_timeout):
+                        payload = await client.read_gatt_char(char)
                     self._set_state(address, battery_percent=decode_battery_level(bytes(payload)))
                 if "notify" in char.properties:
                     await client.start_notify(char, lambda _c, data: self._on_battery(address, data))

@@ -252,7 +252,8 @@ class GattPeripheral:
                 char.confirmed.clear()
                 char.push(measurement.payload)
                 try:
-                    await asyncio.wait_for(char.confirmed.wait(), _CONFIRM_TIMEOUT)
+                    async with asyncio.timeout(_CONFIRM_TIMEOUT):
+                        await char.confirmed.wait()
                 except TimeoutError:
                     # The link went away before the confirmation: keep it in memory for the next connection.
                     _logger.debug("emulated %s: indication %d not confirmed", self.device.kind, measurement.seq)
