@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -32,13 +33,15 @@ from gateway.devices.emulation.peripheral import EmulationError, GattPeripheral,
 from gateway.devices.manager import Backoff, DeviceManager
 from gateway.errors import ConfigError
 
-__all__ = ["CENTRAL_ADDRESS", "EmulatedRadio", "EmulationError", "emulated_devices"]
+__all__ = ["ALL_KINDS", "CENTRAL_ADDRESS", "EmulatedRadio", "EmulationError", "emulated_devices"]
 
 _logger = logging.getLogger(__name__)
 
 CENTRAL_ADDRESS = "00:00:5E:00:53:01"
 """The gateway's own emulated adapter (hci0); an address from the documentation range."""
 
+# The emulator is a separate program under bluezoo's licence, in the checkout's tools/ folder (never imported).
+EMULATOR_SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "bluezoo_emulator.py"
 _START_TIMEOUT = 15.0
 _STOP_TIMEOUT = 5.0
 _ENV = "DBUS_SYSTEM_BUS_ADDRESS"
@@ -164,7 +167,9 @@ class EmulatedRadio:
                 await self._start()
         except TimeoutError:
             await self.close()
-            raise EmulationError(f"the emulated radio did not start within {_START_TIMEOUT} s{self._log_tail()}")
+            raise EmulationError(
+                f"the emulated radio did not start within {_START_TIMEOUT} s{self._log_tail()}"
+            ) from None
         except BaseException:
             await self.close()
             raise
@@ -174,6 +179,10 @@ class EmulatedRadio:
         daemon = shutil.which("dbus-daemon")
         if daemon is None:
             raise EmulationError("dbus-daemon is not installed (Debian package dbus-daemon)")
+        if importlib.util.find_spec("bluezoo") is None:
+            raise EmulationError("bluezoo is not installed (pip install bluezoo==1.0.2)")
+        if not EMULATOR_SCRIPT.exists():
+            raise EmulationError(f"the emulator program is missing: {EMULATOR_SCRIPT} (run from a Cabine checkout)")
         self._tmp = Path(tempfile.mkdtemp(prefix="cabine-radio-"))
         # A session-type bus has the permissive policy the emulator needs (anyone may own org.bluez).
         self._daemon = await asyncio.create_subprocess_exec(
@@ -181,10 +190,10 @@ class EmulatedRadio:
             f"--address=unix:path={self._tmp / 'bus'}", "--print-address=1",
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
-        assert_stdout = self._daemon.stdout
-        if assert_stdout is None:  # pragma: no cover - PIPE always gives a stream
+        stdout = self._daemon.stdout
+        if stdout is None:  # pragma: no cover - PIPE always gives a stream
             raise EmulationError("dbus-daemon gave no stdout")
-        line = await assert_stdout.readline()
+        line = await stdout.readline()
         if not line:
             raise EmulationError("dbus-daemon exited at start")
         self._bus_address = line.decode().strip()
@@ -204,18 +213,26 @@ class EmulatedRadio:
         adapters = [CENTRAL_ADDRESS, *self.addresses]
         with (self._tmp / "bluezoo.log").open("wb") as log:
             self._bluezoo = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway.devices.emulation.bluezoo_main",
+                sys.executable, str(EMULATOR_SCRIPT),
                 "--auto-enable", "--scan-interval", str(self._scan_interval),
                 *(arg for address in adapters for arg in ("-a", address)),
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 env={**os.environ, _ENV: self._bus_address},
             )  # fmt: skip
         last_adapter = f"/org/bluez/hci{len(adapters) - 1}"
-        while True:
-            changed.clear()
-            if await self._adapter_present(last_adapter):
-                break
-            await changed.wait()
+        exited = asyncio.ensure_future(self._bluezoo.wait())
+        try:
+            while True:
+                changed.clear()
+                if await self._adapter_present(last_adapter):
+                    break
+                waiter = asyncio.ensure_future(changed.wait())
+                await asyncio.wait({waiter, exited}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if exited.done():
+                    raise EmulationError(f"bluezoo exited with status {exited.result()}{self._log_tail()}")
+        finally:
+            exited.cancel()
 
         for index, device in enumerate(self.devices, start=1):
             peripheral = GattPeripheral(device, bus_address=self._bus_address, adapter_path=f"/org/bluez/hci{index}")
@@ -277,7 +294,7 @@ class EmulatedRadio:
             await peripheral.close()
         if self._control is not None:
             self._control.disconnect()
-            await self._control.wait_for_disconnect()
+            await self._control.wait_for_disconnect()  # type: ignore[no-untyped-call]  # dbus-fast leaves it unannotated
         for process in (self._bluezoo, self._daemon):
             if process is not None:
                 await _stop(process)

@@ -11,9 +11,10 @@ Health data is never logged: not the readings, not the payload bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
@@ -149,6 +150,18 @@ async def _first(*events: asyncio.Event) -> None:
         await asyncio.gather(*waiters, return_exceptions=True)
 
 
+def _known(
+    chars: Iterable[BleakGATTCharacteristic], wanted: Container[int]
+) -> list[tuple[int, BleakGATTCharacteristic]]:
+    """The characteristics whose 16-bit UUID is in `wanted`, with that UUID."""
+    found = []
+    for char in chars:
+        uuid16 = _uuid16(char.uuid)
+        if uuid16 is not None and uuid16 in wanted:
+            found.append((uuid16, char))
+    return found
+
+
 class DeviceManager:
     """Scans for, connects to and listens to the allowlisted health devices; an async context manager.
 
@@ -229,15 +242,15 @@ class DeviceManager:
         )
         await scanner.start()
         self._scanner = scanner
-        _logger.info(
-            "[cabin %s] scanning for health devices (%d allowlisted)", self._cabin, len(self._allowlist)
-        )
+        _logger.info("[cabin %s] scanning for health devices (%d allowlisted)", self._cabin, len(self._allowlist))
 
     async def close(self) -> None:
         """Stop scanning, disconnect every device, end the iterators; safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        # Sessions also watch this event: a cancellation can be swallowed on its way through a library
+        # (Python 3.11's asyncio.wait_for does when the awaited call completes at the same moment).
         self._stopping.set()
         scanner, self._scanner = self._scanner, None
         if scanner is not None:
@@ -272,7 +285,7 @@ class DeviceManager:
         """A snapshot of every allowlisted device's state, by address."""
         return MappingProxyType(dict(self._states))
 
-    async def readings(self) -> AsyncIterator[Reading]:
+    async def readings(self) -> AsyncGenerator[Reading, None]:
         """Yield decoded readings as they arrive, until the manager closes.
 
         Raises:
@@ -291,7 +304,7 @@ class DeviceManager:
         finally:
             self._reader_active = False
 
-    async def state_changes(self) -> AsyncIterator[DeviceState]:
+    async def state_changes(self) -> AsyncGenerator[DeviceState, None]:
         """Yield every device's current state, then each change, until the manager closes."""
         sink: asyncio.Queue[DeviceState | None] = asyncio.Queue()
         for state in self._states.values():
@@ -300,8 +313,8 @@ class DeviceManager:
             sink.put_nowait(None)
         self._state_sinks.add(sink)
         try:
-            while (state := await sink.get()) is not None:
-                yield state
+            while (change := await sink.get()) is not None:
+                yield change
         finally:
             self._state_sinks.discard(sink)
 
@@ -344,6 +357,10 @@ class DeviceManager:
             except _CONNECTION_ERRORS as exc:
                 connected = False
                 _logger.info("[cabin %s] %s: connection failed (%s)", self._cabin, address, type(exc).__name__)
+            except Exception:
+                # A bug or an unexpected backend error must not end the device's task: log it and retry.
+                connected = False
+                _logger.exception("[cabin %s] %s: unexpected error in the connection", self._cabin, address)
             failures = 0 if connected else failures + 1
             delay = self._backoff.delay(failures)
             _logger.info("[cabin %s] %s: reconnecting in %.1f s", self._cabin, address, delay)
@@ -364,17 +381,25 @@ class DeviceManager:
         identity = DeviceIdentity(address=address, name=state.name)
         # Notifications that arrive before the Device Information is read wait here, then are decoded with
         # the full identity; after that they are decoded as they come.
-        early: list[tuple[int, bytes, datetime]] | None = []
+        early: list[tuple[int, bytes, datetime]] = []
+        buffering = True
 
         def on_value(uuid16: int) -> Callable[[BleakGATTCharacteristic, bytearray], None]:
             def handle(_char: BleakGATTCharacteristic, data: bytearray) -> None:
                 received_at = datetime.now(UTC)
-                if early is not None:
+                if buffering:
                     early.append((uuid16, bytes(data), received_at))
                 else:
                     self._deliver(uuid16, bytes(data), identity, received_at)
 
             return handle
+
+        def flush_early() -> None:
+            nonlocal buffering
+            buffering = False
+            for uuid16, payload, received_at in early:
+                self._deliver(uuid16, payload, identity, received_at)
+            early.clear()
 
         client = BleakClient(
             self._latest[address],
@@ -386,25 +411,25 @@ class DeviceManager:
             chars = [char for service in client.services for char in service.characteristics]
             measurement = [
                 (uuid16, char)
-                for char in chars
-                if (uuid16 := _uuid16(char.uuid)) in MEASUREMENT_CHARACTERISTICS
-                and ("notify" in char.properties or "indicate" in char.properties)
+                for uuid16, char in _known(chars, MEASUREMENT_CHARACTERISTICS)
+                if "notify" in char.properties or "indicate" in char.properties
             ]
-            for uuid16, char in measurement:
-                await client.start_notify(char, on_value(uuid16))
-            self._set_state(address, connected=True)
-            _logger.info(
-                "[cabin %s] %s: connected, %d measurement characteristic(s)", self._cabin, address, len(measurement)
-            )
-            identity = await self._read_identity(client, chars, identity)
-            await self._read_battery(client, chars, address)
-            pending, early = early, None
-            for uuid16, payload, received_at in pending:
-                self._deliver(uuid16, payload, identity, received_at)
             try:
-                # Also wake on close: a cancellation is not the only way out of a session (see `close`).
+                for uuid16, char in measurement:
+                    await client.start_notify(char, on_value(uuid16))
+                self._set_state(address, connected=True)
+                _logger.info(
+                    "[cabin %s] %s: connected, %d measurement characteristic(s)",
+                    self._cabin, address, len(measurement),
+                )  # fmt: skip
+                identity = await self._read_identity(client, chars, identity)
+                await self._read_battery(client, chars, address)
+                flush_early()
+                # Also end on close, not only on cancellation (see `close`).
                 await _first(disconnected, self._stopping)
             finally:
+                # Even if the link or the manager went away meanwhile: the device considers these delivered.
+                flush_early()
                 self._set_state(address, connected=False)
         _logger.info("[cabin %s] %s: disconnected", self._cabin, address)
         return True
@@ -413,9 +438,8 @@ class DeviceManager:
         self, client: BleakClient, chars: list[BleakGATTCharacteristic], identity: DeviceIdentity
     ) -> DeviceIdentity:
         """Read the Device Information strings the device has; a failed read leaves its field empty."""
-        for char in chars:
-            uuid16 = _uuid16(char.uuid)
-            if uuid16 not in DEVICE_INFORMATION_STRINGS or "read" not in char.properties:
+        for uuid16, char in _known(chars, DEVICE_INFORMATION_STRINGS):
+            if "read" not in char.properties:
                 continue
             try:
                 async with asyncio.timeout(self._read_timeout):
@@ -430,9 +454,7 @@ class DeviceManager:
 
     async def _read_battery(self, client: BleakClient, chars: list[BleakGATTCharacteristic], address: str) -> None:
         """Read the battery level and follow its notifications when the device offers them."""
-        for char in chars:
-            if _uuid16(char.uuid) != BATTERY_LEVEL:
-                continue
+        for _uuid, char in _known(chars, (BATTERY_LEVEL,)):
             try:
                 if "read" in char.properties:
                     async with asyncio.timeout(self._read_timeout):

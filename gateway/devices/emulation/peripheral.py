@@ -20,7 +20,7 @@ from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from gateway.devices.emulated import CharacteristicSpec, EmulatedDevice, Measurement
-from gateway.devices.gatt import uuid128
+from gateway.devices.gatt import BATTERY_LEVEL, uuid128
 from gateway.errors import GatewayError
 
 __all__ = ["EmulationError", "GattPeripheral"]
@@ -139,9 +139,7 @@ async def call(bus: MessageBus, path: str, interface: str, member: str, signatur
         EmulationError: the call returned a D-Bus error.
     """
     reply = await bus.call(
-        Message(
-            destination=_BLUEZ, path=path, interface=interface, member=member, signature=signature, body=list(body)
-        )
+        Message(destination=_BLUEZ, path=path, interface=interface, member=member, signature=signature, body=list(body))
     )
     if reply is None or reply.message_type is MessageType.ERROR:
         detail = "no reply" if reply is None else f"{reply.error_name}: {reply.body}"
@@ -188,10 +186,22 @@ class GattPeripheral:
                     self._chars[char_spec.uuid16] = char
                     self._bus.export(f"{service_path}/char{char_index}", char)
             self._bus.export(self._ADVERTISEMENT, _Advertisement(self.device.identity.name, self.device.health_service))
-            await call(self._bus, self._adapter_path, "org.bluez.GattManager1", "RegisterApplication", "oa{sv}",
-                       (self._APP, {}))
-            await call(self._bus, self._adapter_path, "org.bluez.LEAdvertisingManager1", "RegisterAdvertisement",
-                       "oa{sv}", (self._ADVERTISEMENT, {}))
+            await call(
+                self._bus,
+                self._adapter_path,
+                "org.bluez.GattManager1",
+                "RegisterApplication",
+                "oa{sv}",
+                (self._APP, {}),
+            )
+            await call(
+                self._bus,
+                self._adapter_path,
+                "org.bluez.LEAdvertisingManager1",
+                "RegisterAdvertisement",
+                "oa{sv}",
+                (self._ADVERTISEMENT, {}),
+            )
         except BaseException:
             await self.close()
             raise
@@ -208,16 +218,16 @@ class GattPeripheral:
                 await self._sender
         if self._bus is not None:
             self._bus.disconnect()
-            await self._bus.wait_for_disconnect()
+            await self._bus.wait_for_disconnect()  # type: ignore[no-untyped-call]  # dbus-fast leaves it unannotated
 
     @property
     def subscribed(self) -> bool:
         """Whether a central is subscribed to at least one of the device's measurement characteristics."""
-        return any(char.subscribed for char in self._chars.values() if char.spec.uuid16 != 0x2A19)
+        return any(char.subscribed for char in self._chars.values() if char.spec.uuid16 != BATTERY_LEVEL)
 
     def read_value(self, spec: CharacteristicSpec) -> bytes:
         """The value a central reads: the live battery level, or the characteristic's static value."""
-        if spec.uuid16 == 0x2A19:
+        if spec.uuid16 == BATTERY_LEVEL:
             return self.device.battery_payload()
         return spec.value
 
@@ -236,7 +246,7 @@ class GattPeripheral:
     def set_battery(self, percent: int) -> None:
         """Change the battery level and notify a subscribed central."""
         self.device.battery = percent
-        char = self._chars.get(0x2A19)
+        char = self._chars.get(BATTERY_LEVEL)
         if char is not None and char.subscribed:
             char.push(self.device.battery_payload())
 
