@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -42,6 +43,23 @@ from signaling.protocol import (
 log = logging.getLogger("cabine.gateway")
 
 
+class DeviceStateLike(Protocol):
+    @property
+    def address(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def connected(self) -> bool: ...
+    @property
+    def battery_percent(self) -> int | None: ...
+
+
+class DeviceStateSource(Protocol):
+    """Where device states come from (the bleak device manager)."""
+
+    def state_changes(self) -> AsyncIterator[DeviceStateLike]: ...
+
+
 class ReadingSource(Protocol):
     """Where decoded readings come from: the bleak device manager, or an emulator."""
 
@@ -50,6 +68,8 @@ class ReadingSource(Protocol):
 
 MeasurementHandler = Callable[[str], Awaitable[None]]
 EARLY_CHECKIN = timedelta(minutes=15)
+# Presses of "call for help" closer than this are one call: signaling's rate limit must never cut the cabin off.
+HELP_REPEAT_SECONDS = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +102,14 @@ class CabinGateway:
         vitals_grace: float = 300.0,
         trigger: MeasurementHandler | None = None,
         self_view: bool = False,
+        device_states: DeviceStateSource | None = None,
     ) -> None:
         self.config = config
         self.label = f"cabin {config.cabin_id[:12]}"
         self._readings = readings
+        self._device_states = device_states
+        # Latest state of each medical device (connected, battery): no health data, shown to the doctor.
+        self.devices: dict[str, dict[str, object]] = {}
         self._on_request = on_measurement_request
         # Asks a device to measure (the demo's emulated devices); real devices are used by the citizen instead.
         self._trigger = trigger
@@ -112,6 +136,7 @@ class CabinGateway:
         self.latest_reading: dict[str, Reading] = {}
         self.ended: dict[str, str] = {}
         self.help: HelpCall | None = None
+        self._help_sent_at = -HELP_REPEAT_SECONDS
         # Set on every change of schedule, room state or call; the kiosk screen waits on it.
         self.changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -123,6 +148,8 @@ class CabinGateway:
         self._tasks.append(asyncio.create_task(self._signaling_loop(), name="cabin-signaling"))
         if self._readings is not None:
             self._tasks.append(asyncio.create_task(self._readings_loop(self._readings), name="cabin-readings"))
+        if self._device_states is not None:
+            self._tasks.append(asyncio.create_task(self._devices_loop(self._device_states), name="cabin-devices"))
         return self
 
     async def __aexit__(
@@ -228,7 +255,10 @@ class CabinGateway:
         )
         log.warning("%s: the citizen calls for help", self.label)
         sent = self._client is not None
-        await self._send(HelpRequest(appointment_id=appointment_id))
+        now = time.monotonic()
+        if now - self._help_sent_at >= HELP_REPEAT_SECONDS:
+            self._help_sent_at = now
+            await self._send(HelpRequest(appointment_id=appointment_id))
         self._notify()
         return sent
 
@@ -317,8 +347,12 @@ class CabinGateway:
             outbox=outbox,
             on_measurement_request=self._measurement_requested,
             self_view=self._self_view,
+            video_codec=self.config.video_codec,
         )
         self.sessions[appointment_id] = session
+        if outbox is not None:
+            for state in self.devices.values():
+                session.push_device_state(state)
         try:
             sdp = await session.create_offer()
         except Exception:
@@ -394,6 +428,19 @@ class CabinGateway:
             if session.kind is AppointmentKind.MEDICAL:
                 return session
         return None
+
+    async def _devices_loop(self, source: DeviceStateSource) -> None:
+        async for state in source.state_changes():
+            wire: dict[str, object] = {
+                "address": state.address,
+                "name": state.name,
+                "connected": state.connected,
+                "battery": state.battery_percent,
+            }
+            self.devices[state.address] = wire
+            session = self.medical_session()
+            if session is not None:
+                session.push_device_state(wire)
 
     async def _readings_loop(self, source: ReadingSource) -> None:
         async for reading in source.readings():

@@ -53,7 +53,27 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["medical", "bank", "energy", "public-service"],
         help="appointment kind",
     )
-    demo.add_argument("--reading-interval", type=float, default=3.0, help="seconds between emulated readings")
+    demo.add_argument(
+        "--devices",
+        default="bluetooth",
+        choices=["bluetooth", "direct", "none"],
+        help="medical devices: emulated peripherals read through bleak (default), payloads straight to the decoders, "
+        "or none",
+    )
+    demo.add_argument(
+        "--device-period",
+        type=float,
+        default=10.0,
+        help="seconds between spontaneous measurements (0: on request)",
+    )
+    demo.add_argument("--kiosk-port", type=int, default=8088, help="cabin screen port on 127.0.0.1 (0: no screen)")
+    demo.add_argument(
+        "--auto-checkin", action="store_true", help="take the citizen as present without pressing start on the screen"
+    )
+    demo.add_argument(
+        "--reading-interval", type=float, default=3.0, help="seconds between readings with --devices direct"
+    )
+    demo.add_argument("--codec", choices=["vp8", "h264"], help="offer only this video codec (default: VP8, then H264)")
     _media_arguments(demo)
 
     add_serve_command(sub)
@@ -69,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import DemoOptions, serve_demo
     from gateway.media.sources import SourceSpec, VideoFormat
+    from gateway.session import VideoCodec
     from signaling.protocol import AppointmentKind
 
     width, height = args.video_size
@@ -81,7 +102,12 @@ def _demo(args: argparse.Namespace) -> int:
         video_format=VideoFormat(width, height, args.fps),
         ice_addresses=tuple(args.ice_addresses) if args.ice_addresses else None,
         reading_interval=args.reading_interval,
+        devices=args.devices,
+        device_period=args.device_period or None,
+        kiosk_port=args.kiosk_port or None,
+        auto_checkin=args.auto_checkin,
         appointment_kind=AppointmentKind(args.kind),
+        video_codec=VideoCodec(args.codec) if args.codec else None,
     )
     try:
         return asyncio.run(serve_demo(options))
@@ -102,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO if args.command != "demo" else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # bleak warns that it cannot ask bluetoothctl for BlueZ's version, which the emulation does not have.
+    logging.getLogger("bleak").setLevel(logging.ERROR if not args.verbose else logging.DEBUG)
     try:
         if args.command == "demo":
             return _demo(args)

@@ -10,6 +10,7 @@ from gateway.errors import ConfigError
 from gateway.ice import validate_addresses
 from gateway.identity import CabinIdentity
 from gateway.media.sources import SourceSpec, VideoFormat
+from gateway.session import VideoCodec
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,8 @@ class CabinConfig:
     # Bluetooth addresses of the cabin's own medical devices; others are ignored.
     device_allowlist: tuple[str, ...] = ()
     stamp_video: bool = False
+    # None: offer every video codec aiortc has (VP8 first); else only this one.
+    video_codec: VideoCodec | None = None
     # Without a kiosk screen (demos, benchmarks), the citizen is taken as present for open appointments.
     auto_checkin: bool = False
     reconnect_max_delay: float = 10.0

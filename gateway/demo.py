@@ -1,4 +1,4 @@
-"""`cabine demo`: a signaling server on HTTPS and one cabin gateway with synthetic sources, in one process."""
+"""`cabine demo`: a signaling server on HTTPS, one cabin gateway with synthetic sources and its cabin screen."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gateway.cabin import CabinGateway, ReadingSource
+from gateway.cabin import CabinGateway, MeasurementHandler, ReadingSource
 from gateway.config import CabinConfig
+from gateway.devices.demo_radio import EmulatedBluetoothDevices
 from gateway.devices.direct import DirectThermometer
 from gateway.identity import CabinIdentity
+from gateway.kiosk import KioskServer
 from gateway.media.sources import SourceSpec, VideoFormat
+from gateway.session import VideoCodec
 from signaling.config import ServerConfig, hash_api_key
 from signaling.links import professional_link
 from signaling.models import Appointment, Cabin
@@ -46,10 +49,19 @@ class DemoOptions:
     reading_interval: float = 3.0
     appointment_kind: AppointmentKind = AppointmentKind.MEDICAL
     stamp_video: bool = False
+    video_codec: VideoCodec | None = None
     # The professional admits the citizen (False) or the call starts as soon as both are there (benchmarks).
     auto_admit: bool = False
-    # No kiosk screen yet in the demo: the emulated citizen checks in as soon as the window opens.
-    auto_checkin: bool = True
+    # The cabin screen, on http://127.0.0.1:<kiosk_port>/ (None: no screen).
+    kiosk_port: int | None = 8088
+    # The citizen presses "start" on the cabin screen (False), or is taken as present as soon as the window opens
+    # (True: tests and benchmarks that do not drive the screen).
+    auto_checkin: bool = False
+    # Medical devices: "bluetooth" (emulated peripherals read through bleak's real BlueZ code, against the
+    # bluezoo emulator), "direct" (emulated payloads handed straight to the decoders), or "none".
+    devices: str = "bluetooth"
+    # With "bluetooth": every device measures on its own every this many seconds (None: only when asked).
+    device_period: float | None = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +73,9 @@ class RunningDemo:
     certificates: CertificatePaths
     appointment: Appointment
     gateway: CabinGateway
+    kiosk: KioskServer | None
     thermometer: DirectThermometer | None
+    bluetooth: EmulatedBluetoothDevices | None
     signer: TokenSigner
     store: SQLiteStore
     operator_key: str
@@ -89,8 +103,16 @@ def ensure_demo_cabin(store: SQLiteStore, key_path: Path, now: datetime) -> Cabi
 
 
 @contextlib.asynccontextmanager
-async def run_demo(options: DemoOptions, *, readings: ReadingSource | None = None) -> AsyncIterator[RunningDemo]:
-    """Start signaling and one cabin; yields when both are up, stops both on exit."""
+async def run_demo(
+    options: DemoOptions, *, readings: ReadingSource | None = None, trigger: MeasurementHandler | None = None
+) -> AsyncIterator[RunningDemo]:
+    """Start signaling, one cabin and its screen; yields when all are up, stops them on exit.
+
+    `trigger` is awaited with the kind of measurement the professional asks for (emulated devices measure then).
+
+    Raises:
+        OSError: a port cannot be bound.
+    """
     names = tuple(dict.fromkeys(("localhost", "127.0.0.1", "::1", options.host)))
     data = options.data_dir
     certs = ensure_development_certificate(data / "certs", names)
@@ -101,6 +123,9 @@ async def run_demo(options: DemoOptions, *, readings: ReadingSource | None = Non
     base_url = f"https://{client_host}:{options.port}"
     with SQLiteStore.open(data / "cabine.sqlite") as store:
         identity = ensure_demo_cabin(store, data / "cabin.key", now)
+        # One demo, one appointment: a previous run's, still open, would compete for the cabin screen's "start".
+        for stale in store.list_appointments(cabin_id=DEMO_CABIN, since=now, include_cancelled=False):
+            store.cancel_appointment(stale.id, now)
         appointment = Appointment(
             id=Appointment.new_id(),
             kind=options.appointment_kind,
@@ -118,6 +143,10 @@ async def run_demo(options: DemoOptions, *, readings: ReadingSource | None = Non
             operator_key_hashes=(hash_api_key(operator_key),),
             auto_admit=options.auto_admit,
         )
+        ice_addresses = options.ice_addresses
+        if options.kiosk_port is not None and ice_addresses is not None and "127.0.0.1" not in ice_addresses:
+            # The cabin screen's media goes over loopback: ICE must gather there too.
+            ice_addresses = (*ice_addresses, "127.0.0.1")
         async with serve(config, options.host, options.port, certs.server_context()) as runner:
             cabin = CabinConfig(
                 cabin_id=DEMO_CABIN,
@@ -127,15 +156,36 @@ async def run_demo(options: DemoOptions, *, readings: ReadingSource | None = Non
                 video=options.video,
                 audio=options.audio,
                 video_format=options.video_format,
-                ice_addresses=options.ice_addresses,
+                ice_addresses=ice_addresses,
                 stamp_video=options.stamp_video,
+                video_codec=options.video_codec,
                 auto_checkin=options.auto_checkin,
             )
-            thermometer = None
-            if readings is None and options.appointment_kind is AppointmentKind.MEDICAL:
-                thermometer = DirectThermometer(interval=options.reading_interval)
-                readings = thermometer
-            async with CabinGateway(cabin, readings=readings) as gateway:
+            async with contextlib.AsyncExitStack() as stack:
+                thermometer: DirectThermometer | None = None
+                bluetooth: EmulatedBluetoothDevices | None = None
+                devices = options.devices if options.appointment_kind is AppointmentKind.MEDICAL else "none"
+                if readings is None and devices == "bluetooth":
+                    bluetooth = await _start_bluetooth(stack, options)
+                    if bluetooth is None:
+                        devices = "direct"
+                    else:
+                        readings = bluetooth
+                        trigger = trigger or bluetooth.trigger
+                if readings is None and devices == "direct":
+                    thermometer = DirectThermometer(interval=options.reading_interval)
+                    readings = thermometer
+                gateway = CabinGateway(
+                    cabin,
+                    readings=readings,
+                    trigger=trigger,
+                    self_view=options.kiosk_port is not None,
+                    device_states=bluetooth,
+                )
+                await stack.enter_async_context(gateway)
+                kiosk = None
+                if options.kiosk_port is not None:
+                    kiosk = await stack.enter_async_context(KioskServer(gateway, port=options.kiosk_port))
                 await asyncio.wait_for(gateway.connected.wait(), timeout=10)
                 yield RunningDemo(
                     doctor_link=professional_link(signer, base_url, appointment),
@@ -143,12 +193,26 @@ async def run_demo(options: DemoOptions, *, readings: ReadingSource | None = Non
                     certificates=certs,
                     appointment=appointment,
                     gateway=gateway,
+                    kiosk=kiosk,
                     thermometer=thermometer,
+                    bluetooth=bluetooth,
                     signer=signer,
                     store=store,
                     operator_key=operator_key,
                     hub=runner.app[HUB],
                 )
+
+
+async def _start_bluetooth(stack: contextlib.AsyncExitStack, options: DemoOptions) -> EmulatedBluetoothDevices | None:
+    """The emulated Bluetooth devices, or None (with a clear message) where the machine cannot emulate them."""
+    from gateway.devices.bluezoo_harness import EmulationError
+
+    try:
+        return await stack.enter_async_context(EmulatedBluetoothDevices(DEMO_CABIN, period=options.device_period))
+    except EmulationError as exc:
+        log.warning("Bluetooth emulation unavailable (%s): using emulated payloads without the radio path", exc)
+        print(f"Note: Bluetooth emulation unavailable ({exc}); devices are emulated without bleak.", flush=True)
+        return None
 
 
 def _process_age() -> float | None:
@@ -175,6 +239,9 @@ async def serve_demo(options: DemoOptions) -> int:
                 f"Cabine demo ready in {elapsed:.2f} s: signaling on {demo.base_url}, cabin '{DEMO_CABIN}' connected."
             )
             print(f"Development CA (trust it, or accept the warning): {demo.certificates.ca_cert}")
+            if demo.kiosk is not None:
+                print(f"Cabin screen: {demo.kiosk.url}")
+            print(f"Operator page: {demo.base_url}/operator/ (API key in {options.data_dir / 'operator-key'})")
             print(f"Doctor link: {demo.doctor_link}", flush=True)
             print("Press Ctrl-C to stop.", flush=True)
             await stop.wait()

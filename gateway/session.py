@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -15,6 +17,8 @@ from aiortc import (
     RTCDataChannel,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
@@ -39,6 +43,35 @@ from gateway.vitals import (
 from signaling.protocol import AppointmentKind, IceServer
 
 log = logging.getLogger("cabine.gateway.session")
+
+
+class VideoCodec(enum.StrEnum):
+    """A video codec the cabin can be told to prefer (None keeps aiortc's order: VP8, then H264)."""
+
+    VP8 = "vp8"
+    H264 = "h264"
+
+    @property
+    def mime_type(self) -> str:
+        return "video/VP8" if self is VideoCodec.VP8 else "video/H264"
+
+
+def prefer_video_codec(transceiver: RTCRtpTransceiver, codec: VideoCodec) -> None:
+    """Offer only `codec` (and its retransmission format) on a video transceiver."""
+    capabilities = RTCRtpSender.getCapabilities("video").codecs
+    chosen = [c for c in capabilities if c.mimeType.lower() == codec.mime_type.lower()]
+    rtx = [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
+    transceiver.setCodecPreferences(chosen + rtx)
+
+
+def own_stream(transceiver: RTCRtpTransceiver) -> None:
+    """Send this transceiver's track in a media stream of its own (aiortc puts every track in one stream).
+
+    A browser lip-syncs the tracks of one stream by holding video back to match audio; with aiortc's timing that
+    hold-back grew through a call (docs/performance.md: from 30 ms to more than 150 ms within 30 s). Alone in its
+    stream, the cabin's video is shown as soon as it is decoded.
+    """
+    transceiver.sender._stream_id = uuid.uuid4().hex
 
 
 class SessionError(GatewayError, RuntimeError):
@@ -81,6 +114,7 @@ class CallSession:
         on_measurement_request: Callable[[str], Awaitable[None]] | None = None,
         label: str = "",
         self_view: bool = False,
+        video_codec: VideoCodec | None = None,
     ) -> None:
         if kind is AppointmentKind.MEDICAL and outbox is None:
             raise ValueError("a medical call needs a vitals outbox")
@@ -94,6 +128,7 @@ class CallSession:
         self._sources = sources
         self._outbox = outbox
         self._on_request = on_measurement_request
+        self._video_codec = video_codec
         self._channel: RTCDataChannel | None = None
         self._device_states: dict[str, dict[str, object]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -126,13 +161,16 @@ class CallSession:
         if video is not None and self._self_view:
             self._local_video = TrackRelay(video, label=f"{self.label} camera")
             video = self._local_video.subscribe(keep=2)
-        for track in (self._sources.audio, video):
-            if track is not None:
-                self._pc.addTransceiver(track, direction="sendrecv")
-        if self._sources.audio is None:
+        if self._sources.audio is not None:
+            self._pc.addTransceiver(self._sources.audio, direction="sendrecv")
+        else:
             self._pc.addTransceiver("audio", direction="recvonly")
-        if self._sources.video is None:
-            self._pc.addTransceiver("video", direction="recvonly")
+        video_transceiver = self._pc.addTransceiver(video if video is not None else "video", direction="sendrecv")
+        if video is None:
+            video_transceiver.direction = "recvonly"
+        own_stream(video_transceiver)
+        if self._video_codec is not None:
+            prefer_video_codec(video_transceiver, self._video_codec)
         if self._outbox is not None:
             self._channel = self._pc.createDataChannel(CHANNEL_LABEL, ordered=True)
             self._channel.on("open", self._on_channel_open)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -10,15 +11,40 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 pytestmark = pytest.mark.timeout(60)
 
 
 async def start_demo(tmp_path: Path, port: int) -> asyncio.subprocess.Process:
+    # Its own process group, like a command started from a terminal: Ctrl-C goes to the whole group.
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "demo", "--port", str(port), "--data-dir", str(tmp_path / "data"),
-        "--ice-address", "127.0.0.1",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
+        "--ice-address", "127.0.0.1", "--kiosk-port", str(free_port()),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
 async def read_until_link(process: asyncio.subprocess.Process) -> list[str]:
@@ -45,11 +71,15 @@ async def test_demo_prints_one_link_and_stops_cleanly_on_ctrl_c(tmp_path: Path, 
     assert (data / "certs" / "server.key").stat().st_mode & 0o077 == 0
     assert (data / "signing-key.pem").stat().st_mode & 0o077 == 0
 
-    process.send_signal(signal.SIGINT)
+    # The cabin's emulated Bluetooth devices run as child processes (dbus-daemon, the BlueZ emulator).
+    children = _descendants(process.pid)
+    assert children, "the demo should run its Bluetooth emulation"
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
     assert process.returncode == 0
     assert b"Traceback" not in stderr, stderr.decode()
     assert b"Traceback" not in stdout
+    assert not _alive(children), "child processes left behind"
     # Nothing is left listening on the port (connections in TIME_WAIT do not count).
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -27,7 +27,15 @@ STATS_JS = """async () => {
 
 async def test_doctor_link_shows_the_cabin(tmp_path: Path, port: int) -> None:
     started = time.monotonic()
-    options = DemoOptions(port=port, data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",), reading_interval=0.3)
+    options = DemoOptions(
+        kiosk_port=None,
+        devices="direct",
+        port=port,
+        data_dir=tmp_path / "data",
+        ice_addresses=("127.0.0.1",),
+        reading_interval=0.3,
+        auto_checkin=True,
+    )
     async with run_demo(options) as demo, chromium(tmp_path / "profile") as browser:
         thermometer = demo.thermometer
         assert thermometer is not None
@@ -97,7 +105,13 @@ async def test_doctor_link_shows_the_cabin(tmp_path: Path, port: int) -> None:
 
 async def test_a_bank_appointment_shows_no_vitals_panel(tmp_path: Path, port: int) -> None:
     options = DemoOptions(
-        port=port, data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",), appointment_kind=AppointmentKind.BANK
+        kiosk_port=None,
+        devices="direct",
+        port=port,
+        data_dir=tmp_path / "data",
+        ice_addresses=("127.0.0.1",),
+        appointment_kind=AppointmentKind.BANK,
+        auto_checkin=True,
     )
     async with run_demo(options) as demo, chromium(tmp_path / "profile") as browser:
         assert demo.thermometer is None
@@ -114,7 +128,7 @@ async def test_a_bank_appointment_shows_no_vitals_panel(tmp_path: Path, port: in
 
 
 async def test_a_forged_link_shows_a_clear_refusal_in_the_browser(tmp_path: Path, port: int) -> None:
-    options = DemoOptions(port=port, data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",))
+    options = DemoOptions(port=port, data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",), kiosk_port=None)
     async with run_demo(options) as demo, chromium(tmp_path / "profile") as browser:
         head, payload, _ = demo.doctor_link.rsplit("/", 1)[1].split(".")
         page = await browser.new_page()

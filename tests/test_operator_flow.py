@@ -37,7 +37,7 @@ async def process(*args: str, cwd: Path, ready: str) -> AsyncIterator[asyncio.su
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", *args, cwd=cwd,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
+    )  # fmt: skip
     assert proc.stdout is not None
     try:
         while True:
@@ -84,8 +84,19 @@ async def test_operator_books_two_kinds_for_one_cabin_and_restarts(tmp_path: Pat
             if cabin == "cabin-a":
                 key = cabin_pc / "cabin.key"
                 code, out, err = run_cli(
-                    "cabin", "enroll", "--server", server, "--cabin", cabin, "--code", enrollment,
-                    "--key-file", str(key), "--ca-file", str(ca), cwd=cabin_pc,
+                    "cabin",
+                    "enroll",
+                    "--server",
+                    server,
+                    "--cabin",
+                    cabin,
+                    "--code",
+                    enrollment,
+                    "--key-file",
+                    str(key),
+                    "--ca-file",
+                    str(ca),
+                    cwd=cabin_pc,
                 )
                 assert code == 0, err
                 assert key.stat().st_mode & 0o077 == 0
@@ -97,8 +108,21 @@ async def test_operator_books_two_kinds_for_one_cabin_and_restarts(tmp_path: Pat
         }
         for name, (kind, cabin, start) in bookings.items():
             code, out, err = run_cli(
-                "appointment", "create", "--kind", kind, "--cabin", cabin, "--start", start.isoformat(),
-                "--duration", "30", "--professional", f"Pro {name}", "--json", *op, cwd=tmp_path,
+                "appointment",
+                "create",
+                "--kind",
+                kind,
+                "--cabin",
+                cabin,
+                "--start",
+                start.isoformat(),
+                "--duration",
+                "30",
+                "--professional",
+                f"Pro {name}",
+                "--json",
+                *op,
+                cwd=tmp_path,
             )
             assert code == 0, err
             created = json.loads(out)
@@ -109,10 +133,23 @@ async def test_operator_books_two_kinds_for_one_cabin_and_restarts(tmp_path: Pat
         status, body = http_status(links["medical"], ca)
         assert status == 403 and "pas encore valable" in body
 
-        async with process(
-            "gateway", "--server", server, "--key-file", str(cabin_pc / "cabin.key"), "--ca-file", str(ca),
-            "--auto-checkin", "--ice-address", "127.0.0.1", cwd=cabin_pc, ready="Cabin cabin-a",
-        ), chromium(tmp_path / "profile") as browser:
+        async with (
+            process(
+                "gateway",
+                "--server",
+                server,
+                "--key-file",
+                str(cabin_pc / "cabin.key"),
+                "--ca-file",
+                str(ca),
+                "--auto-checkin",
+                "--ice-address",
+                "127.0.0.1",
+                cwd=cabin_pc,
+                ready="Cabin cabin-a",
+            ),
+            chromium(tmp_path / "profile") as browser,
+        ):
             # The bank adviser's call: video and sound, and no vitals at any layer.
             page = await browser.new_page()
             await page.goto(links["bank"])
@@ -146,7 +183,8 @@ async def test_operator_books_two_kinds_for_one_cabin_and_restarts(tmp_path: Pat
         # A bad operator key is refused with one clear line.
         bad = tmp_path / "bad-key"
         bad.write_text("nope\n")
-        code, _, err = run_cli("appointment", "list", "--server", server, "--api-key-file", str(bad),
-                               "--ca-file", str(ca), cwd=tmp_path)
+        code, _, err = run_cli(
+            "appointment", "list", "--server", server, "--api-key-file", str(bad), "--ca-file", str(ca), cwd=tmp_path
+        )
         assert code == 1
         assert err.count("\n") == 1 and "error" in err and "Traceback" not in err

@@ -33,7 +33,15 @@ def blood_pressure(systolic: float, diastolic: float) -> Reading:
 
 
 async def test_a_teleconsultation_from_preflight_to_fhir_export(tmp_path: Path, port: int) -> None:
-    options = DemoOptions(port=port, data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",), reading_interval=0.5)
+    options = DemoOptions(
+        kiosk_port=None,
+        devices="direct",
+        port=port,
+        data_dir=tmp_path / "data",
+        ice_addresses=("127.0.0.1",),
+        reading_interval=0.5,
+        auto_checkin=True,
+    )
     async with run_demo(options) as demo, chromium(tmp_path / "profile") as browser:
         page = await browser.new_page()
         await page.goto(demo.doctor_link)
@@ -127,7 +135,13 @@ async def test_a_teleconsultation_from_preflight_to_fhir_export(tmp_path: Path, 
 
 async def test_a_bank_adviser_gets_the_same_console_without_anything_medical(tmp_path: Path, port: int) -> None:
     options = DemoOptions(
-        port=port, data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",), appointment_kind=AppointmentKind.BANK
+        kiosk_port=None,
+        devices="direct",
+        port=port,
+        data_dir=tmp_path / "data",
+        ice_addresses=("127.0.0.1",),
+        appointment_kind=AppointmentKind.BANK,
+        auto_checkin=True,
     )
     async with run_demo(options) as demo, chromium(tmp_path / "profile") as browser:
         page = await browser.new_page()
@@ -147,7 +161,7 @@ async def test_a_bank_adviser_gets_the_same_console_without_anything_medical(tmp
 
 
 async def test_english_and_a_refused_link(tmp_path: Path, port: int) -> None:
-    options = DemoOptions(port=port, data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",))
+    options = DemoOptions(port=port, data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",), kiosk_port=None)
     async with run_demo(options) as demo, chromium(tmp_path / "profile") as browser:
         page = await browser.new_page()
         await page.goto(demo.doctor_link)

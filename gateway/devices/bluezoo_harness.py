@@ -189,6 +189,8 @@ class EmulatedRadio:
             daemon, "--session", "--nofork", "--nopidfile", "--nosyslog",
             f"--address=unix:path={self._tmp / 'bus'}", "--print-address=1",
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            # Its own session: a Ctrl-C in the terminal must reach the demo, which then stops this in order.
+            start_new_session=True,
         )  # fmt: skip
         stdout = self._daemon.stdout
         if stdout is None:  # pragma: no cover - PIPE always gives a stream
@@ -218,6 +220,7 @@ class EmulatedRadio:
                 *(arg for address in adapters for arg in ("-a", address)),
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 env={**os.environ, _ENV: self._bus_address},
+                start_new_session=True,
             )  # fmt: skip
         last_adapter = f"/org/bluez/hci{len(adapters) - 1}"
         exited = asyncio.ensure_future(self._bluezoo.wait())
@@ -294,7 +297,9 @@ class EmulatedRadio:
             await peripheral.close()
         if self._control is not None:
             self._control.disconnect()
-            await self._control.wait_for_disconnect()  # type: ignore[no-untyped-call]  # dbus-fast leaves it unannotated
+            # A bus that already went away (its daemon died) reports that here; closing goes on.
+            with contextlib.suppress(EOFError, OSError):
+                await self._control.wait_for_disconnect()  # type: ignore[no-untyped-call]  # dbus-fast: unannotated
         for process in (self._bluezoo, self._daemon):
             if process is not None:
                 await _stop(process)

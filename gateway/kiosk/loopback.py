@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from types import TracebackType
 
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from gateway.errors import GatewayError
 
@@ -51,7 +51,9 @@ class LoopbackMedia:
         self.label = label
         self._tracks = dict(tracks)
         # No ICE servers at all: host candidates, and only the loopback ones survive loopback_only().
-        self._pc = RTCPeerConnection(configuration=RTCConfiguration(iceServers=[]))
+        self._pc = RTCPeerConnection(
+            configuration=RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
         self.mids: dict[str, str] = {}
         self._closed = False
 
@@ -97,6 +99,7 @@ class LoopbackMedia:
             raise LoopbackError(f"the cabin screen's answer was refused: {exc}") from exc
 
     async def close(self) -> None:
+        """Close the peer connection and stop the tracks it was given (relay subscriptions); idempotent."""
         if self._closed:
             return
         self._closed = True

@@ -19,6 +19,7 @@ from signaling.protocol import AppointmentInfo, RoomState
 
 DEFAULT_LANGUAGE: Final = "fr"
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+# As gateway.cabin.EARLY_CHECKIN (not imported: this module stays free of aiortc and asyncio).
 EARLY_START: Final = timedelta(minutes=15)
 
 

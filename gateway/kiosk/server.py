@@ -158,6 +158,7 @@ class KioskServer:
         await self.close()
 
     async def close(self) -> None:
+        """Stop watching, close the media and the page's WebSocket, stop listening; idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -389,9 +390,8 @@ class KioskServer:
         finally:
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Not suppress(CancelledError): that would also swallow a cancellation of this task arriving here.
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- loopback media --------------------------------------------------------------------------------------
 

@@ -132,6 +132,7 @@ class TrackRelay:
                 track._end()
 
     async def close(self) -> None:
+        """Cancel and await the reading task and end every subscriber; idempotent."""
         if self._closed:
             return
         self._closed = True

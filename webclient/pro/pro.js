@@ -1,6 +1,7 @@
 // The professional's console: preflight, waiting room, call, live readings, end with summary and FHIR export.
 import { STRINGS, pickLanguage } from "/static/shared/i18n.js";
 import { SignalingConnection } from "/static/shared/signaling.js";
+import { showRemoteTrack } from "/static/shared/tuning.js";
 import { VitalsReceiver } from "/static/shared/vitals.js";
 import { Preflight } from "/static/pro/preflight.js";
 import { QualityMonitor } from "/static/pro/quality.js";
@@ -142,14 +143,7 @@ function newPeer() {
   const pc = new RTCPeerConnection({ iceServers: state.iceServers });
   state.pc = pc;
   for (const track of state.local.getTracks()) pc.addTrack(track, state.local);
-  pc.addEventListener("track", (event) => {
-    const remote = $("remote");
-    const stream = event.streams[0] ?? new MediaStream([event.track]);
-    if (remote.srcObject !== stream) {
-      remote.srcObject = stream;
-      remote.play().catch(() => {});
-    }
-  });
+  pc.addEventListener("track", (event) => showRemoteTrack($("remote"), event));
   pc.addEventListener("datachannel", (event) => {
     if (event.channel.label === "vitals") state.vitals.attach(event.channel);
   });

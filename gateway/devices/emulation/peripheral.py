@@ -218,7 +218,9 @@ class GattPeripheral:
                 await self._sender
         if self._bus is not None:
             self._bus.disconnect()
-            await self._bus.wait_for_disconnect()  # type: ignore[no-untyped-call]  # dbus-fast leaves it unannotated
+            # A bus that already went away (its daemon died) reports that here; closing goes on.
+            with contextlib.suppress(EOFError, OSError):
+                await self._bus.wait_for_disconnect()  # type: ignore[no-untyped-call]  # dbus-fast: unannotated
 
     @property
     def subscribed(self) -> bool:

@@ -1,0 +1,351 @@
+// The cabin screen: follows the gateway over a local WebSocket, shows and plays the call, guides, and speaks.
+// Everything the citizen reads is also spoken (speechSynthesis when the browser has it) and shown with a pictogram.
+import { DEFAULT_LANGUAGE, DEVICE_PICTOGRAMS, STRINGS } from "/static/cabin/strings.js";
+import { formatNumber, unitLabel } from "/static/shared/vitals.js";
+
+const $ = (id) => document.getElementById(id);
+const IMG = "/static/cabin/img/";
+const ACTIVE = new Set(["waiting", "in-call", "reconnecting"]);
+
+const state = {
+  lang: DEFAULT_LANGUAGE,
+  screen: null, // the last "screen" message from the gateway
+  ws: null,
+  pc: null, // the loopback peer connection carrying the call's media
+  mids: {},
+  confirming: false,
+  spoken: { screen: null, prompt: null, help: "none" },
+  lastSpeech: [],
+};
+// For diagnostics and tests: the live objects (nothing here is kept after the appointment).
+window.cabine = state;
+// Every sentence given to speech, in order: the tests read it (headless browsers have no voice).
+window.cabineSpoken = [];
+
+function table() {
+  return STRINGS[state.lang] ?? STRINGS[DEFAULT_LANGUAGE];
+}
+
+function t(key, values = {}) {
+  let text = table()[key] ?? STRINGS[DEFAULT_LANGUAGE][key] ?? key;
+  for (const [name, value] of Object.entries(values)) text = text.replaceAll(`{${name}}`, value);
+  return text;
+}
+
+function sub(group, key) {
+  return (table()[group] ?? {})[key] ?? (STRINGS[DEFAULT_LANGUAGE][group] ?? {})[key] ?? key;
+}
+
+const capitalise = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+
+function clock(iso) {
+  return new Intl.DateTimeFormat(table().locale, { hour: "2-digit", minute: "2-digit" }).format(new Date(iso));
+}
+
+function who(appointment) {
+  if (appointment?.professional_name) return appointment.professional_name;
+  return appointment?.kind === "medical" ? t("doctor") : t("adviser");
+}
+
+// --- speech -------------------------------------------------------------------------------------------------
+
+function say(sentences) {
+  const texts = sentences.filter(Boolean);
+  if (!texts.length) return;
+  state.lastSpeech = texts;
+  window.cabineSpoken.push(...texts);
+  $("announce").textContent = texts.join(" ");
+  const synth = window.speechSynthesis;
+  if (!synth || typeof window.SpeechSynthesisUtterance !== "function") return;
+  try {
+    synth.cancel();
+    for (const text of texts) {
+      const utterance = new SpeechSynthesisUtterance(text);
+      utterance.lang = table().locale;
+      utterance.rate = 0.9;
+      synth.speak(utterance);
+    }
+  } catch {
+    // No voice on this machine: the words stay on the screen.
+  }
+}
+
+// --- rendering ----------------------------------------------------------------------------------------------
+
+function formatQuantity(q) {
+  if (q?.value === null || q?.value === undefined) return "—";
+  return `${formatNumber(q.value, state.lang, q.unit)} ${unitLabel(q.unit)}`;
+}
+
+function formatReading(reading) {
+  const q = Object.fromEntries(reading.quantities.map((x) => [x.code, x]));
+  if (reading.kind === "blood-pressure" && q.systolic && q.diastolic) {
+    const main = `${formatNumber(q.systolic.value, state.lang, q.systolic.unit)}/${formatNumber(q.diastolic.value, state.lang, q.diastolic.unit)} ${unitLabel(q.systolic.unit)}`;
+    return q["pulse-rate"] ? `${main} · ${t("pulse")} ${formatQuantity(q["pulse-rate"])}` : main;
+  }
+  if (reading.kind === "oxygen-saturation" && q["pulse-rate"]) {
+    return `${formatQuantity(reading.quantities[0])} · ${t("pulse")} ${formatQuantity(q["pulse-rate"])}`;
+  }
+  return formatQuantity(reading.quantities[0]);
+}
+
+function heroFor(s) {
+  const a = s.appointment;
+  switch (s.state) {
+    case "idle":
+      return {
+        title: t("idle.title"),
+        sentence: t(`idle.${s.detail}`, { time: a ? t("at", { time: clock(a.starts_at) }) : "" }),
+        picto: s.can_start ? "start" : "cabin",
+      };
+    case "waiting":
+      return { title: t("waiting.title"), sentence: capitalise(t(`waiting.${s.detail}`, { who: who(a) })), picto: "wait" };
+    case "in-call":
+      return { title: t("in-call.title"), sentence: t("in-call.", { who: who(a) }), picto: "start" };
+    case "reconnecting":
+      return {
+        title: t("reconnecting.title"),
+        sentence: capitalise(t(`reconnecting.${s.detail}`, { who: who(a) })),
+        picto: "reconnect",
+      };
+    case "ended":
+      return {
+        title: t("ended.title"),
+        sentence: (s.detail === "cancelled" ? `${t("ended.cancelled")} ` : "") + t("ended.privacy"),
+        picto: "done",
+      };
+    default:
+      return { title: t("offline.title"), sentence: t("offline.text"), picto: "cabin" };
+  }
+}
+
+function appointmentLine(a) {
+  const parts = [sub("kinds", a.kind)];
+  if (a.professional_name) parts.push(t("with", { name: a.professional_name }));
+  parts.push(t("at", { time: clock(a.starts_at) }));
+  return parts.join(" ");
+}
+
+function renderMeasure(s) {
+  const prompt = s.state === "in-call" ? s.prompt : null;
+  const reading = s.state === "in-call" ? s.reading : null;
+  const shown = prompt || reading;
+  $("measure").hidden = !shown;
+  $("call").classList.toggle("measuring", Boolean(shown));
+  if (!shown) return;
+  const kind = prompt ? prompt.kind : reading.kind;
+  const picto = $("measure-picto");
+  picto.src = `${IMG}${DEVICE_PICTOGRAMS[kind] ?? "cabin"}.svg`;
+  picto.alt = sub("devices", kind);
+  $("measure-title").textContent = prompt ? t("measureTitle") : sub("measures", kind);
+  $("measure-sentence").hidden = !prompt;
+  $("measure-sentence").textContent = prompt ? sub("prompts", kind) : "";
+  // While a measurement is asked, an earlier reading would only confuse: the new one replaces the request.
+  $("reading").hidden = Boolean(prompt);
+  $("measure").dataset.kind = kind;
+  $("measure").dataset.mode = prompt ? "prompt" : "reading";
+  if (!prompt) {
+    $("reading").textContent = formatReading(reading);
+    $("reading").dataset.value = reading.quantities[0]?.value ?? "";
+  }
+}
+
+function render() {
+  const s = state.screen;
+  document.documentElement.lang = state.lang;
+  document.title = t("pageTitle");
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  const codes = Object.keys(STRINGS);
+  const next = codes[(codes.indexOf(state.lang) + 1) % codes.length];
+  $("lang-name").textContent = STRINGS[next].languageName;
+  $("lang").lang = next;
+  $("repeat").setAttribute("aria-label", t("repeatLabel"));
+
+  const view = s ?? { state: "offline", detail: "", appointment: null, help: "none" };
+  document.body.dataset.state = view.state;
+  document.body.dataset.detail = view.detail ?? "";
+  const hero = heroFor(view);
+  const inCall = view.state === "in-call";
+  $("hero").hidden = inCall;
+  $("call").hidden = !inCall;
+  $("title").textContent = hero.title;
+  $("call-title").textContent = hero.sentence;
+  $("sentence").textContent = hero.sentence;
+  $("hero-picto").src = `${IMG}${hero.picto}.svg`;
+  $("about").hidden = view.state !== "idle";
+  $("about").textContent = t("idle.about");
+  const a = view.appointment;
+  $("appointment").hidden = !a || view.state === "ended";
+  if (a) $("appointment").textContent = appointmentLine(a);
+  $("professional-label").textContent = t("professionalVideo", { who: who(a) });
+  $("self-label").textContent = t("selfView");
+  $("self").setAttribute("aria-label", t("selfViewLabel", { who: who(a) }));
+
+  const active = ACTIVE.has(view.state);
+  if (!active) state.confirming = false;
+  $("start").hidden = !(view.state === "idle" && s?.can_start);
+  $("end").hidden = !active;
+  $("dismiss").hidden = view.state !== "ended";
+  $("help").hidden = !s;
+  $("confirm").hidden = !state.confirming;
+  $("buttons").hidden = state.confirming;
+
+  const help = view.help ?? "none";
+  $("help-banner").hidden = help === "none";
+  $("help-text").textContent = help === "none" ? "" : t(`help.${help}`);
+  renderMeasure(view);
+  speakChanges(view, hero);
+}
+
+function speakChanges(view, hero) {
+  const spoken = state.spoken;
+  const sentences = [];
+  const screenKey = `${view.state}/${view.detail}/${state.lang}`;
+  if (screenKey !== spoken.screen && view.state !== "offline") {
+    spoken.screen = screenKey;
+    sentences.push(hero.sentence);
+  }
+  const prompt = view.state === "in-call" ? view.prompt : null;
+  const promptKey = prompt ? `${prompt.kind}/${state.lang}` : null;
+  if (promptKey && promptKey !== spoken.prompt) sentences.push(sub("prompts", prompt.kind));
+  if (!prompt && spoken.prompt && view.reading && spoken.prompt.startsWith(`${view.reading.kind}/`)) {
+    sentences.push(t("received"));
+  }
+  spoken.prompt = promptKey;
+  const help = view.help ?? "none";
+  if (help !== spoken.help && help === "coming") sentences.push(t("help.coming"));
+  spoken.help = help;
+  say(sentences);
+}
+
+// --- the loopback media from the gateway ---------------------------------------------------------------------
+
+function closeMedia() {
+  if (state.pc) {
+    state.pc.close();
+    state.pc = null;
+  }
+  state.mids = {};
+  $("professional").srcObject = null;
+  $("self").srcObject = null;
+}
+
+function gathered(pc, ms = 3000) {
+  return new Promise((resolve) => {
+    if (pc.iceGatheringState === "complete") return resolve();
+    const timer = setTimeout(resolve, ms);
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+}
+
+function play(video, stream) {
+  video.srcObject = stream;
+  video.play().catch(() => {});
+}
+
+async function onOffer(message) {
+  closeMedia();
+  // Loopback only: no ICE server at all; the gateway keeps only loopback candidates.
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  state.pc = pc;
+  state.mids = message.mids;
+  const names = Object.fromEntries(Object.entries(message.mids).map(([name, mid]) => [mid, name]));
+  const professional = new MediaStream();
+  let self = null;
+  pc.addEventListener("track", (event) => {
+    if (names[event.transceiver.mid] === "self_video") self = new MediaStream([event.track]);
+    else professional.addTrack(event.track);
+  });
+  await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+  await pc.setLocalDescription(await pc.createAnswer());
+  await gathered(pc);
+  if (state.pc !== pc) return;
+  play($("professional"), professional);
+  if (self) play($("self"), self);
+  send({ type: "answer", offer: message.offer, sdp: pc.localDescription.sdp });
+}
+
+// --- the gateway's WebSocket ---------------------------------------------------------------------------------
+
+function send(message) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(message));
+}
+
+function onMessage(message) {
+  switch (message.type) {
+    case "screen":
+      state.screen = message;
+      state.lang = STRINGS[message.lang] ? message.lang : DEFAULT_LANGUAGE;
+      render();
+      break;
+    case "offer":
+      onOffer(message).catch((err) => console.warn("cabin media:", err));
+      break;
+    case "media-end":
+      closeMedia();
+      break;
+    case "error":
+      console.warn("cabin:", message.message);
+      break;
+  }
+}
+
+function connect() {
+  const ws = new WebSocket(`ws://${location.host}/kiosk/ws`);
+  state.ws = ws;
+  ws.addEventListener("message", (event) => {
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    onMessage(message);
+  });
+  ws.addEventListener("close", (event) => {
+    if (state.ws !== ws) return;
+    state.ws = null;
+    closeMedia();
+    state.screen = null;
+    render();
+    // Replaced by a newer page of this screen: that one is in charge now.
+    if (event.code !== 4409) setTimeout(connect, 1000);
+  });
+}
+
+// --- the citizen's buttons -----------------------------------------------------------------------------------
+
+$("start").addEventListener("click", () => send({ type: "start", appointment_id: state.screen?.appointment?.id }));
+$("help").addEventListener("click", () => send({ type: "help" }));
+$("dismiss").addEventListener("click", () => send({ type: "dismiss" }));
+$("end").addEventListener("click", () => {
+  state.confirming = true;
+  render();
+  say([t("confirmEnd")]);
+  $("confirm-no").focus();
+});
+$("confirm-no").addEventListener("click", () => {
+  state.confirming = false;
+  render();
+  $("end").focus();
+});
+$("confirm-yes").addEventListener("click", () => {
+  state.confirming = false;
+  send({ type: "end" });
+  render();
+});
+$("repeat").addEventListener("click", () => say(state.lastSpeech.length ? state.lastSpeech : [$("sentence").textContent]));
+$("lang").addEventListener("click", () => {
+  const codes = Object.keys(STRINGS);
+  state.lang = codes[(codes.indexOf(state.lang) + 1) % codes.length];
+  send({ type: "language", lang: state.lang });
+  render();
+});
+
+render();
+connect();
