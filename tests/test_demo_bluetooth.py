@@ -76,3 +76,48 @@ async def test_all_four_device_kinds_reach_the_doctor_through_bleak(tmp_path: Pa
         bp = await page.locator("#vital-blood-pressure").inner_text()
         assert "mmHg" in bp and "pouls" in bp
         await screenshot(page, "pro-bluetooth-devices")
+
+
+async def test_guided_measurement_round_trip_with_a_real_bleak_path(tmp_path: Path, port: int) -> None:
+    """Doctor requests, the cabin screen prompts, the emulated monitor measures, both screens show the value."""
+    from tests.conftest import free_port
+    from tests.kiosk.test_cabin_screen_browser import doctor_joins, spoken
+
+    options = DemoOptions(
+        port=port,
+        data_dir=tmp_path / "data",
+        ice_addresses=("127.0.0.1",),
+        kiosk_port=free_port(),
+        devices="bluetooth",
+        device_period=None,
+    )
+    async with run_demo(options) as demo, chromium(tmp_path / "profile") as browser:
+        assert demo.kiosk is not None and demo.bluetooth is not None
+        cabin = await browser.new_page()
+        await cabin.goto(demo.kiosk.url)
+        await cabin.get_by_role("button", name="Commencer").click()
+        doctor = await doctor_joins(browser, demo)
+        await doctor.get_by_role("button", name="Faire entrer").click()
+        await cabin.wait_for_selector("body[data-state=in-call]", timeout=20_000)
+
+        monitor = demo.bluetooth.radio.device(DEVICE_FOR_KIND["blood-pressure"])
+        before = len(monitor.taken)
+        await doctor.get_by_role("button", name="Demander une mesure : Tension artérielle").click()
+        # The emulated monitor answers within milliseconds, where a citizen takes a minute: the prompt may already
+        # have given way to the reading, but it was shown and spoken first.
+        await spoken(cabin, "Mettez le brassard autour du bras")
+        await wait_until(lambda: len(monitor.taken) > before, timeout=10, what="the monitor to measure")
+        sent = monitor.taken[-1]
+        expected = decode(sent.uuid16, sent.payload, device=DeviceIdentity(address="x"), received_at=datetime.now(UTC))
+        systolic = expected.quantity("systolic")
+        diastolic = expected.quantity("diastolic")
+        assert systolic is not None and diastolic is not None
+        shown = f"{systolic.value:.0f}/{diastolic.value:.0f}"
+        await cabin.wait_for_selector("#measure[data-mode=reading]", timeout=15_000)
+        assert shown in await cabin.locator("#reading").inner_text()
+        await wait_js(
+            doctor,
+            f"() => document.querySelector('#vital-blood-pressure .value')?.textContent.startsWith('{shown}')",
+            what="the doctor's screen to show the same blood pressure",
+        )
+        await screenshot(cabin, "cabin-bluetooth-reading")
