@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -11,12 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Protocol
 
 from gateway.config import CabinConfig
 from gateway.devices.readings import Reading
 from gateway.ice import host_addresses
+from gateway.lifecycle import AsyncResource, cancel_and_wait
 from gateway.media.sources import MediaSources
 from gateway.session import CallSession, CallStats, SessionError
 from gateway.signaling_client import SignalingClient, SignalingRefused, SignalingUnavailable
@@ -90,7 +89,7 @@ class HelpCall:
     alert_id: str | None = None
 
 
-class CabinGateway:
+class CabinGateway(AsyncResource):
     """An async context manager that runs the cabin until closed; close() is idempotent."""
 
     def __init__(
@@ -152,20 +151,11 @@ class CabinGateway:
             self._tasks.append(asyncio.create_task(self._devices_loop(self._device_states), name="cabin-devices"))
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         for appointment_id in list(self.sessions):
             await self._end_session(appointment_id)
         for handle in self._forget.values():

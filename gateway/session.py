@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 
 from aiortc import (
     MediaStreamTrack,
@@ -27,6 +25,7 @@ from aiortc.sdp import candidate_from_sdp
 from gateway.devices import fhir
 from gateway.devices.readings import Reading
 from gateway.errors import GatewayError
+from gateway.lifecycle import AsyncResource, cancel_and_wait
 from gateway.media.relay import TrackRelay
 from gateway.media.sources import MediaSources
 from gateway.vitals import (
@@ -100,7 +99,7 @@ def rtc_configuration(ice_servers: tuple[IceServer, ...]) -> RTCConfiguration:
     )
 
 
-class CallSession:
+class CallSession(AsyncResource):
     """An async context manager around one RTCPeerConnection with the professional; close() is idempotent."""
 
     def __init__(
@@ -146,14 +145,6 @@ class CallSession:
     @property
     def connection_state(self) -> str:
         return str(self._pc.connectionState)
-
-    async def __aenter__(self) -> CallSession:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def create_offer(self) -> str:
         """Add the cabin's tracks (and the vitals channel for medical calls) and return the offer's SDP."""
@@ -302,9 +293,5 @@ class CallSession:
         await self._sources.close()
         for relay in [*self.remote.values(), *([self._local_video] if self._local_video else [])]:
             await relay.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
-                await task
+        await cancel_and_wait(list(self._tasks))
         self.ended.set()

@@ -6,12 +6,12 @@ import logging
 import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from types import TracebackType
 
 import aiohttp
 
 from gateway.config import CabinConfig
 from gateway.errors import GatewayError
+from gateway.lifecycle import AsyncResource
 from signaling.protocol import Error, Hello, Message, ProtocolError, Welcome, dump, parse
 
 log = logging.getLogger("cabine.gateway.signaling")
@@ -25,7 +25,7 @@ class SignalingRefused(GatewayError, PermissionError):
     """Signaling refused the cabin's credential: retrying will not help until the configuration changes."""
 
 
-class SignalingClient:
+class SignalingClient(AsyncResource):
     """One authenticated connection; an async context manager. Reconnection is the caller's loop."""
 
     def __init__(self, config: CabinConfig) -> None:
@@ -46,11 +46,6 @@ class SignalingClient:
             await self.close()
             raise
         return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def _connect(self) -> None:
         self._session = aiohttp.ClientSession()

@@ -22,7 +22,6 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from dbus_fast import BusType, Message, MessageType
@@ -32,6 +31,7 @@ from gateway.devices.emulated import EmulatedDevice, EmulatedKind, Measurement, 
 from gateway.devices.emulation.peripheral import EmulationError, GattPeripheral, call
 from gateway.devices.manager import Backoff, DeviceManager
 from gateway.errors import ConfigError
+from gateway.lifecycle import AsyncResource
 
 __all__ = ["ALL_KINDS", "CENTRAL_ADDRESS", "EmulatedRadio", "EmulationError", "emulated_devices"]
 
@@ -48,7 +48,7 @@ _ENV = "DBUS_SYSTEM_BUS_ADDRESS"
 ALL_KINDS: tuple[str, ...] = tuple(kind.value for kind in EmulatedKind)
 
 
-class EmulatedRadio:
+class EmulatedRadio(AsyncResource):
     """dbus-daemon + bluezoo + emulated peripherals; an async context manager, safe to close twice.
 
     While open, DBUS_SYSTEM_BUS_ADDRESS names the private bus, so bleak (and anything else using the system
@@ -103,11 +103,6 @@ class EmulatedRadio:
     async def __aenter__(self) -> EmulatedRadio:
         await self.start()
         return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     @property
     def bus_address(self) -> str:

@@ -7,12 +7,12 @@ take a measurement when the doctor asks (here the emulated device measures; in a
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from types import TracebackType
 from typing import Final
 
 from gateway.devices.bluezoo_harness import EmulatedRadio
 from gateway.devices.manager import DeviceManager, DeviceState
 from gateway.devices.readings import Reading
+from gateway.lifecycle import AsyncResource
 
 # The reading kind a doctor asks for, and the emulated device that measures it.
 DEVICE_FOR_KIND: Final = {
@@ -23,7 +23,7 @@ DEVICE_FOR_KIND: Final = {
 }
 
 
-class EmulatedBluetoothDevices:
+class EmulatedBluetoothDevices(AsyncResource):
     """An async context manager: the emulated radio and a DeviceManager on it; close() is idempotent."""
 
     def __init__(self, cabin_id: str, *, period: float | None = 8.0) -> None:
@@ -40,11 +40,6 @@ class EmulatedBluetoothDevices:
             await self.close()
             raise
         return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         manager, self._manager = self._manager, None

@@ -17,7 +17,7 @@ import math
 from collections.abc import AsyncGenerator, Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Final
 
 from bleak import BleakClient, BleakScanner
@@ -44,6 +44,7 @@ from gateway.devices.gatt import (
 )
 from gateway.devices.readings import DeviceIdentity, Reading
 from gateway.errors import ConfigError, DecodeError, GatewayError
+from gateway.lifecycle import AsyncResource
 
 __all__ = [
     "HEALTH_SERVICES",
@@ -162,7 +163,7 @@ def _known(
     return found
 
 
-class DeviceManager:
+class DeviceManager(AsyncResource):
     """Scans for, connects to and listens to the allowlisted health devices; an async context manager.
 
     Readings are queued from the moment the manager starts, so none sent before the first `async for` over
@@ -216,11 +217,6 @@ class DeviceManager:
     async def __aenter__(self) -> DeviceManager:
         await self.start()
         return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Start scanning for the health services.

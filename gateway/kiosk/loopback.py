@@ -10,11 +10,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Mapping
-from types import TracebackType
 
 from aiortc import MediaStreamTrack, RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from gateway.errors import GatewayError
+from gateway.lifecycle import AsyncResource
 
 log = logging.getLogger("cabine.gateway.kiosk")
 
@@ -44,7 +44,7 @@ def loopback_only(sdp: str) -> tuple[str, int]:
     return "\r\n".join(kept) + "\r\n", count
 
 
-class LoopbackMedia:
+class LoopbackMedia(AsyncResource):
     """One RTCPeerConnection to the cabin screen, sending `tracks` (name -> track); close() is idempotent."""
 
     def __init__(self, tracks: Mapping[str, MediaStreamTrack], *, label: str = "kiosk") -> None:
@@ -60,14 +60,6 @@ class LoopbackMedia:
     @property
     def connection_state(self) -> str:
         return str(self._pc.connectionState)
-
-    async def __aenter__(self) -> LoopbackMedia:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def create_offer(self) -> str:
         """Send-only transceivers for each track; returns the offer's SDP with loopback candidates only.

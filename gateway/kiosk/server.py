@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final
 
 from aiohttp import WSMsgType, web
@@ -30,7 +29,7 @@ from aiohttp.typedefs import Handler
 from aiortc import MediaStreamTrack
 
 from gateway.cabin import CabinGateway
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 from gateway.kiosk.loopback import LoopbackError, LoopbackMedia
 from gateway.kiosk.screen import (
     DEFAULT_LANGUAGE,
@@ -43,6 +42,7 @@ from gateway.kiosk.screen import (
     help_phase,
     valid_language,
 )
+from gateway.lifecycle import AsyncResource, cancel_and_wait
 from gateway.session import CallSession
 from signaling.protocol import AppointmentInfo
 
@@ -69,7 +69,7 @@ HEADERS: Final = {
 }
 
 
-class KioskProtocolError(ValueError):
+class KioskProtocolError(GatewayError, ValueError):
     """A message from the page that the server does not accept."""
 
 
@@ -82,7 +82,7 @@ def _is_loopback(address: str | None) -> bool:
         return False
 
 
-class KioskServer:
+class KioskServer(AsyncResource):
     """Serves the cabin screen for `gateway`; an async context manager whose close() is idempotent."""
 
     def __init__(
@@ -152,21 +152,12 @@ class KioskServer:
         log.info("%s: serving %s", self.label, self.url)
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
     async def close(self) -> None:
         """Stop watching, close the media and the page's WebSocket, stop listening; idempotent."""
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         await self._close_media(tell_page=False)
         client, self._client = self._client, None
         if client is not None and not client.closed:

@@ -10,13 +10,14 @@ import asyncio
 import collections
 import contextlib
 import logging
-from types import TracebackType
 from typing import Any, TypeAlias
 
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av.frame import Frame
 from av.packet import Packet
+
+from gateway.lifecycle import AsyncResource
 
 log = logging.getLogger("cabine.gateway.media")
 
@@ -70,7 +71,7 @@ class RelayedTrack(MediaStreamTrack):
         self._ready.set()
 
 
-class TrackRelay:
+class TrackRelay(AsyncResource):
     """Reads `source` in one kept task, started by the first subscription; an async context manager.
 
     close() is idempotent; it ends every subscriber but does not stop the source (its owner does).
@@ -84,14 +85,6 @@ class TrackRelay:
         self._subscribers: set[RelayedTrack] = set()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-
-    async def __aenter__(self) -> TrackRelay:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     @property
     def subscribers(self) -> int:

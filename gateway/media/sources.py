@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from aiortc import MediaStreamTrack
 
 from gateway.errors import ConfigError, GatewayError
+from gateway.lifecycle import AsyncResource
 from gateway.media.synthetic import PatternVideoTrack, ToneAudioTrack
 
 log = logging.getLogger("cabine.gateway.media")
@@ -61,7 +61,7 @@ class VideoFormat:
     fps: int = 30
 
 
-class MediaSources:
+class MediaSources(AsyncResource):
     """The call's camera and microphone tracks; an async context manager that releases the devices."""
 
     def __init__(self, video: SourceSpec, audio: SourceSpec, fmt: VideoFormat = VideoFormat(), *, stamp: bool = False):
@@ -78,11 +78,6 @@ class MediaSources:
             await self.close()
             raise
         return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         for track in (self.video, self.audio):
