@@ -194,7 +194,12 @@ export class VitalsPanel {
     const width = Math.max(240, this.trend.clientWidth || 320);
     const options = {
       width, height: 160, legend: { show: codes.length > 1 },
-      scales: { x: { time: true } },
+      scales: {
+        // A single point would otherwise stretch the axes over years: keep a few minutes around it.
+        x: { time: true, auto: false, range: xs[xs.length - 1] - xs[0] < 120
+          ? [xs[0] - 300, xs[xs.length - 1] + 300] : [xs[0], xs[xs.length - 1]] },
+        y: { range: (u, min, max) => (max - min < 1e-9 ? [min * 0.95, max * 1.05] : [min - (max - min) * 0.2, max + (max - min) * 0.2]) },
+      },
       axes: [{ stroke: "#333" }, { stroke: "#333", label: unit }],
       series: [{}, ...codes.map((code, i) => ({ label: code, stroke: ["#0b3d91", "#b00020"][i % 2], width: 2,
                                               points: { show: true, size: 6 } }))],
