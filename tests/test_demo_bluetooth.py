@@ -7,12 +7,13 @@ decoding the very bytes the emulated device sent.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from gateway.demo import DemoOptions, run_demo
+from gateway.demo import DemoOptions, RunningDemo, run_demo
 from gateway.devices.demo_radio import DEVICE_FOR_KIND
 from gateway.devices.gatt import decode
 from gateway.devices.readings import DeviceIdentity
@@ -91,7 +92,22 @@ async def test_guided_measurement_round_trip_with_a_real_bleak_path(tmp_path: Pa
         devices="bluetooth",
         device_period=None,
     )
-    async with run_demo(options) as demo, chromium(tmp_path / "profile") as browser:
+    # The citizen takes a moment to put the cuff on: the emulated monitor measures once the prompt is on screen.
+    prompt_seen = asyncio.Event()
+    running: dict[str, RunningDemo] = {}
+    measuring: list[asyncio.Task[None]] = []
+
+    async def citizen_measures(kind: str) -> None:
+        async def later() -> None:
+            await prompt_seen.wait()
+            bluetooth = running["demo"].bluetooth
+            assert bluetooth is not None
+            await bluetooth.trigger(kind)
+
+        measuring.append(asyncio.create_task(later()))
+
+    async with run_demo(options, trigger=citizen_measures) as demo, chromium(tmp_path / "profile") as browser:
+        running["demo"] = demo
         assert demo.kiosk is not None and demo.bluetooth is not None
         cabin = await browser.new_page()
         await cabin.goto(demo.kiosk.url)
@@ -103,9 +119,10 @@ async def test_guided_measurement_round_trip_with_a_real_bleak_path(tmp_path: Pa
         monitor = demo.bluetooth.radio.device(DEVICE_FOR_KIND["blood-pressure"])
         before = len(monitor.taken)
         await doctor.get_by_role("button", name="Demander une mesure : Tension artérielle").click()
-        # The emulated monitor answers within milliseconds, where a citizen takes a minute: the prompt may already
-        # have given way to the reading, but it was shown and spoken first.
+        await cabin.wait_for_selector("#measure[data-mode=prompt][data-kind=blood-pressure]", timeout=10_000)
+        assert await cabin.get_by_role("img", name="Tensiomètre").is_visible()
         await spoken(cabin, "Mettez le brassard autour du bras")
+        prompt_seen.set()
         await wait_until(lambda: len(monitor.taken) > before, timeout=10, what="the monitor to measure")
         sent = monitor.taken[-1]
         expected = decode(sent.uuid16, sent.payload, device=DeviceIdentity(address="x"), received_at=datetime.now(UTC))

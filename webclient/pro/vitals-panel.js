@@ -42,6 +42,7 @@ export class VitalsPanel {
     this.deviceStates = new Map();
     this.pending = new Set();
     this.chart = null;
+    this.trendFrame = 0;
     trendKind.addEventListener("change", () => this.renderTrend());
   }
 
@@ -64,7 +65,7 @@ export class VitalsPanel {
     this.latest.set(reading.kind, reading);
     this.history.push(reading);
     this.pending.delete(reading.kind);
-    this.render();
+    if (KINDS[reading.kind]) this.#renderKind(reading.kind);
   }
 
   device(state) {
@@ -74,7 +75,7 @@ export class VitalsPanel {
 
   requested(kind) {
     this.pending.add(kind);
-    this.render();
+    this.#renderKind(kind);
   }
 
   format(q) {
@@ -100,69 +101,91 @@ export class VitalsPanel {
   }
 
   render() {
-    const t = this.t;
     this.list.replaceChildren();
-    for (const [kind, meta] of Object.entries(KINDS)) {
-      const reading = this.latest.get(kind);
-      const dt = document.createElement("dt");
-      const name = document.createElement("span");
-      name.textContent = t(meta.label);
-      dt.append(name);
-      if (REQUESTABLE.includes(kind)) {
-        const button = document.createElement("button");
-        button.type = "button";
-        button.className = "secondary";
-        button.dataset.kind = kind;
-        button.textContent = t("request");
-        button.setAttribute("aria-label", `${t("requestLabel")}${t(meta.label)}`);
-        button.addEventListener("click", () => this.onRequest(kind));
-        dt.append(button);
-      }
-      const dd = document.createElement("dd");
-      dd.id = `vital-${kind}`;
-      if (this.pending.has(kind)) {
-        const pending = document.createElement("span");
-        pending.className = "pending";
-        pending.textContent = t("requested");
-        dd.append(pending);
-      }
-      if (!reading) {
-        if (!this.pending.has(kind)) dd.textContent = t("noReading");
-        dd.classList.add("empty");
-      } else {
-        const value = document.createElement("span");
-        value.className = "value";
-        value.dataset.value = reading.value ?? "";
-        value.dataset.unit = reading.unit;
-        value.textContent = this.describe(reading);
-        dd.append(value);
-        for (const flag of flagsFor(reading, this.thresholds)) {
-          const badge = document.createElement("span");
-          badge.className = "flag";
-          badge.dataset.flag = `${flag.code}-${flag.level}`;
-          badge.textContent = `${t(flag.level)}`;
-          badge.setAttribute("aria-label", `${t(meta.label)} ${flag.code}: ${t(flag.level)}`);
-          dd.append(badge);
-        }
-        const extra = this.extras(reading);
-        if (extra) {
-          const small = document.createElement("span");
-          small.className = "time";
-          small.textContent = extra;
-          dd.append(small);
-        }
-        const time = document.createElement("time");
-        time.className = "time";
-        time.dateTime = reading.measured_at;
-        const when = new Date(reading.measured_at).toLocaleTimeString(this.lang);
-        time.textContent = `${reading.time_source === "device" ? t("measuredAt") : t("receivedAt")} ${when}`;
-        dd.append(time);
-      }
-      this.list.append(dt, dd);
-    }
+    for (const kind of Object.keys(KINDS)) this.list.append(...this.#entry(kind));
     this.#fillTrendKinds();
     this.renderTrend();
     this.renderDevices();
+  }
+
+  // Only the kind that changed is rebuilt, at once; the chart follows on the next animation frame, so that a
+  // reading reaches the doctor's eyes without waiting for the chart.
+  #renderKind(kind) {
+    const old = document.getElementById(`vital-${kind}`);
+    if (!old) {
+      this.render();
+      return;
+    }
+    const [dt, dd] = this.#entry(kind);
+    old.previousElementSibling.replaceWith(dt);
+    old.replaceWith(dd);
+    if (this.trendFrame) return;
+    this.trendFrame = requestAnimationFrame(() => {
+      this.trendFrame = 0;
+      this.#fillTrendKinds();
+      this.renderTrend();
+    });
+  }
+
+  #entry(kind) {
+    const t = this.t;
+    const meta = KINDS[kind];
+    const reading = this.latest.get(kind);
+    const dt = document.createElement("dt");
+    const name = document.createElement("span");
+    name.textContent = t(meta.label);
+    dt.append(name);
+    if (REQUESTABLE.includes(kind)) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "secondary";
+      button.dataset.kind = kind;
+      button.textContent = t("request");
+      button.setAttribute("aria-label", `${t("requestLabel")}${t(meta.label)}`);
+      button.addEventListener("click", () => this.onRequest(kind));
+      dt.append(button);
+    }
+    const dd = document.createElement("dd");
+    dd.id = `vital-${kind}`;
+    if (this.pending.has(kind)) {
+      const pending = document.createElement("span");
+      pending.className = "pending";
+      pending.textContent = t("requested");
+      dd.append(pending);
+    }
+    if (!reading) {
+      if (!this.pending.has(kind)) dd.textContent = t("noReading");
+      dd.classList.add("empty");
+      return [dt, dd];
+    }
+    const value = document.createElement("span");
+    value.className = "value";
+    value.dataset.value = reading.value ?? "";
+    value.dataset.unit = reading.unit;
+    value.textContent = this.describe(reading);
+    dd.append(value);
+    for (const flag of flagsFor(reading, this.thresholds)) {
+      const badge = document.createElement("span");
+      badge.className = "flag";
+      badge.dataset.flag = `${flag.code}-${flag.level}`;
+      badge.textContent = `${t(flag.level)}`;
+      badge.setAttribute("aria-label", `${t(meta.label)} ${flag.code}: ${t(flag.level)}`);
+      dd.append(badge);
+    }
+    const extra = this.extras(reading);
+    if (extra) {
+      const small = document.createElement("span");
+      small.className = "time";
+      small.textContent = extra;
+      dd.append(small);
+    }
+    const time = document.createElement("time");
+    time.className = "time";
+    time.dateTime = reading.measured_at;
+    const when = new Date(reading.measured_at).toLocaleTimeString(this.lang);
+    time.textContent = `${reading.time_source === "device" ? t("measuredAt") : t("receivedAt")} ${when}`;
+    dd.append(time);
+    return [dt, dd];
   }
 
   #fillTrendKinds() {
