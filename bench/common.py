@@ -174,7 +174,7 @@ def machine_info() -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
     ).stdout.strip()
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -358,7 +358,8 @@ async def wait_frames(page: Any, frames: int = 1, timeout_ms: float = 30_000) ->
 
 
 def demo_options(**fields: Any) -> Any:
-    """DemoOptions for an in-process benchmark: loopback ICE, admission and check-in automatic, no cabin screen.
+    """DemoOptions for an in-process benchmark: loopback ICE, admission and check-in automatic, no cabin screen,
+    the emulated thermometer's payloads handed straight to the decoders (no Bluetooth emulator processes).
 
     Options that this checkout's DemoOptions does not have are left out, so the scripts follow the demo as it grows.
     """
@@ -370,6 +371,7 @@ def demo_options(**fields: Any) -> Any:
         "auto_admit": True,
         "auto_checkin": True,
         "kiosk_port": None,
+        "devices": "direct",
         **fields,
     }
     known = DemoOptions.__dataclass_fields__

@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import logging
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,8 +35,8 @@ SIZES = ((640, 480), (1280, 720))
 
 
 @contextlib.asynccontextmanager
-async def child(args: list[str], ready: str) -> AsyncIterator[tuple[int, str]]:
-    """A child Python process; yields (pid, the line that contained `ready`)."""
+async def child(args: list[str], ready: str, log: list[str] | None = None) -> AsyncIterator[tuple[int, str]]:
+    """A child Python process; yields (pid, the line that contained `ready`); its output goes to `log`."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         *args,
@@ -58,8 +60,9 @@ async def child(args: list[str], ready: str) -> AsyncIterator[tuple[int, str]]:
 
         async def drain() -> None:
             assert proc.stdout is not None
-            while await proc.stdout.readline():
-                pass
+            while raw := await proc.stdout.readline():
+                if log is not None and len(log) < 2000:
+                    log.append(raw.decode(errors="replace").rstrip())
 
         drainer = asyncio.create_task(drain())
         try:
@@ -78,13 +81,20 @@ async def child(args: list[str], ready: str) -> AsyncIterator[tuple[int, str]]:
                 await proc.wait()
 
 
-async def sample(pids: Callable[[], list[int]], seconds: float, interval: float = 1.0) -> dict[str, Any]:
-    """CPU seconds per second and RSS of a set of processes over `seconds`."""
+async def sample(
+    pids: Callable[[], list[int]], seconds: float, interval: float = 1.0, page: Any = None
+) -> dict[str, Any]:
+    """CPU seconds per second and RSS of a set of processes over `seconds` (and the page's decoded frames)."""
     points: list[tuple[float, float, int]] = []
+    decoded: list[tuple[float, int]] = []
     end = time.monotonic() + seconds
+    next_check = time.monotonic()
     while True:
         current = pids()
         points.append((time.monotonic(), common.tree_cpu_seconds(current), common.tree_rss_kib(current)))
+        if page is not None and points[-1][0] >= next_check:
+            decoded.append((points[-1][0] - points[0][0], await _decoded(page)))
+            next_check += 30
         if points[-1][0] >= end:
             break
         await asyncio.sleep(min(interval, max(0.0, end - time.monotonic())))
@@ -101,9 +111,34 @@ async def sample(pids: Callable[[], list[int]], seconds: float, interval: float 
         "rss_mib_end": r1 / 1024,
         "rss_mib_max": max(rss),
         "rss_growth_mib": (r1 - r0) / 1024,
+        # From one minute into the window (when it is longer than two), past the codecs' first allocations.
+        "rss_growth_after_1min_mib": (r1 - next((p[2] for p in points if p[0] - t0 >= 60), r0)) / 1024
+        if t1 - t0 > 120
+        else (r1 - r0) / 1024,
         "rss_slope_mib_per_min": slope * 60,
         "rss_series_mib": [round(x, 2) for x in rss],
+        "cpu_series_cores": [
+            round((b[1] - a[1]) / (b[0] - a[0]), 3) for a, b in itertools.pairwise(points) if b[0] > a[0]
+        ],
+        "frames_decoded_series": decoded,
     }
+
+
+def demo_flags() -> list[str]:
+    """The `cabine demo` flags for an unattended call: the citizen checked in, no cabin screen, direct devices.
+
+    Only the flags this checkout's demo has are passed (read from its --help).
+    """
+    helptext = subprocess.run(
+        [sys.executable, "-m", "gateway", "demo", "--help"],
+        cwd=common.ROOT,
+        env=common.subprocess_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    wanted = (("--auto-checkin",), ("--kiosk-port", "0"), ("--devices", "direct"))
+    return [part for flag in wanted if flag[0] in helptext for part in flag]
 
 
 async def measure_cabine(
@@ -111,8 +146,9 @@ async def measure_cabine(
 ) -> dict[str, Any]:
     port = common.free_port()
     args = ["-m", "gateway", "demo", "--port", str(port), "--data-dir", str(tmp / "data")]
-    args += ["--ice-address", "127.0.0.1", "--video-size", f"{size[0]}x{size[1]}", "--codec", codec]
-    async with child(args, "Doctor link:") as (pid, line):
+    args += ["--ice-address", "127.0.0.1", "--video-size", f"{size[0]}x{size[1]}", "--codec", codec, *demo_flags()]
+    log: list[str] = []
+    async with child(args, "Doctor link:", log) as (pid, line):
         link = line.split("Doctor link:", 1)[1].strip()
         page = await receiver.new_page()
         try:
@@ -120,9 +156,12 @@ async def measure_cabine(
             await common.wait_frames(page, 30)
             await asyncio.sleep(warmup)
             idle_rss = common.rss_kib(pid) / 1024
-            result = await sample(lambda: [pid], seconds, interval=1.0 if seconds <= 120 else 5.0)
+            result = await sample(lambda: [pid], seconds, interval=1.0 if seconds <= 120 else 5.0, page=page)
             result["frames_decoded_by_page"] = await _decoded(page)
             result["rss_mib_after_warmup"] = idle_rss
+            result["page_state"] = await page.evaluate("document.body.dataset.state ?? null")
+            result["gateway_log"] = log
+            _check_call(result)
             return result
         finally:
             await page.close()
@@ -137,8 +176,9 @@ async def measure_aiortc(receiver: Any, size: tuple[int, int], codec: str, secon
             await page.goto(f"http://127.0.0.1:{port}/static/bench/receiver.html?{query}")
             await common.wait_frames(page, 30)
             await asyncio.sleep(warmup)
-            result = await sample(lambda: [pid], seconds)
+            result = await sample(lambda: [pid], seconds, page=page)
             result["frames_decoded_by_page"] = await _decoded(page)
+            _check_call(result)
             return result
         finally:
             await page.close()
@@ -162,13 +202,24 @@ async def measure_browser(
             await send_page.evaluate("(sdp) => window.bench.accept(sdp)", answer)
             await common.wait_frames(page, 30)
             await asyncio.sleep(warmup)
-            result = await sample(lambda: common.descendants(browser_pid), seconds)
+            result = await sample(lambda: common.descendants(browser_pid), seconds, page=page)
             result["frames_decoded_by_page"] = await _decoded(page)
+            _check_call(result)
             result["sender"] = await send_page.evaluate("window.bench.outbound()")
             return result
         finally:
             await page.close()
             await send_page.close()
+
+
+def _check_call(result: dict[str, Any]) -> None:
+    """Say so when the page stopped receiving video during the window (the figures then describe an idle process)."""
+    series = result["frames_decoded_series"]
+    for (t0, f0), (t1, f1) in itertools.pairwise(series):
+        if f1 - f0 < 0.5 * 30 * (t1 - t0):
+            result["call_stalled_at_s"] = t0
+            print(f"  WARNING: the page decoded only {f1 - f0} frames between {t0:.0f} s and {t1:.0f} s", flush=True)
+            return
 
 
 async def _decoded(page: Any) -> int:

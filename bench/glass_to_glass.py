@@ -108,8 +108,12 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     latencies = [x for r in runs for x in r["latencies"]]
     jitter = [r["stats"]["jitterBufferMs"] for r in runs if r.get("stats") and r["stats"]["jitterBufferMs"] is not None]
     decode = [r["stats"]["decodeMs"] for r in runs if r.get("stats") and r["stats"]["decodeMs"] is not None]
+    to_receive = [x for r in runs for x in r.get("toReceive", [])]
+    receive_to_display = [x for r in runs for x in r.get("receiveToDisplay", [])]
     return {
         "latency_ms": common.summarize(latencies),
+        "capture_to_receive_ms": common.summarize(to_receive),
+        "receive_to_display_ms": common.summarize(receive_to_display),
         "run_means_ms": [sum(r["latencies"]) / len(r["latencies"]) for r in runs if r["latencies"]],
         "jitter_buffer_ms": sum(jitter) / len(jitter) if jitter else None,
         "decode_ms": sum(decode) / len(decode) if decode else None,

@@ -1,6 +1,6 @@
 """Every benchmark, one after the other (never two at once: the machine has two cores), with default options.
 
-python bench/run_all.py            # about 15 minutes on the reference machine
+python bench/run_all.py            # about 15 minutes on the reference machine (2 cores)
 python bench/run_all.py --quick    # a smoke run of each script (about 3 minutes), figures not to be quoted
 """
 

@@ -243,7 +243,13 @@ class CallSession(AsyncResource):
             self._spawn(self._on_request(message.kind))
         elif isinstance(message, ExportRequest):
             # Built on the cabin from memory and sent peer to peer: the bundle never touches a server.
-            channel.send(dump_message("bundle", bundle=fhir.bundle(outbox.history, patient_display=None)))
+            text = dump_message("bundle", bundle=fhir.bundle(outbox.history, patient_display=None))
+            try:
+                channel.send(text)
+            except ValueError as exc:
+                # Larger than the page accepts (its max-message-size, 256 KiB in Chromium: ~290 readings). Raised
+                # here it would end aiortc's DTLS loop, and with it the whole call; the page keeps its last bundle.
+                log.warning("%s: FHIR bundle not sent: %s", self.label, exc)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         relay = TrackRelay(track, label=f"{self.label} remote {track.kind}")

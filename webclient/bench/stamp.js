@@ -107,6 +107,9 @@ export function measureGlassToGlass(video, pc, { frames = 1000, warmup = 60, tim
     const ctx = canvas.getContext("2d", { willReadFrequently: true });
     const latencies = [];
     const counters = [];
+    // Split of each latency at the frame's arrival (rVFC receiveTime: last packet received), when Chromium gives it.
+    const toReceive = [];
+    const receiveToDisplay = [];
     let seen = 0;
     let unreadable = 0;
     let repeated = 0;
@@ -117,7 +120,7 @@ export function measureGlassToGlass(video, pc, { frames = 1000, warmup = 60, tim
     const finish = async (reason) => {
       const after = await videoCounters(pc);
       resolve({
-        reason, latencies, counters, unreadable, repeated,
+        reason, latencies, counters, unreadable, repeated, toReceive, receiveToDisplay,
         width: video.videoWidth, height: video.videoHeight,
         stats: before && after ? perFrame(before, after) : null,
         seconds: (performance.now() - startedAt) / 1000,
@@ -150,6 +153,10 @@ export function measureGlassToGlass(video, pc, { frames = 1000, warmup = 60, tim
           if (seen > warmup) {
             latencies.push(performance.timeOrigin + meta.expectedDisplayTime - stamp.captureMs);
             counters.push(stamp.counter);
+            if (meta.receiveTime) {
+              toReceive.push(performance.timeOrigin + meta.receiveTime - stamp.captureMs);
+              receiveToDisplay.push(meta.expectedDisplayTime - meta.receiveTime);
+            }
           }
         }
       }
