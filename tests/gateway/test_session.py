@@ -132,3 +132,20 @@ async def test_a_non_medical_call_has_no_vitals_channel_at_any_layer() -> None:
     await session.close()
     await session.close()  # safe twice
     await pro.pc.close()
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+async def test_the_offer_carries_the_chosen_codec_and_video_in_its_own_stream(codec: str) -> None:
+    from gateway.session import VideoCodec
+
+    sources = MediaSources(SourceSpec("test"), SourceSpec("test"))
+    await sources.__aenter__()
+    async with CallSession("apt_codec", AppointmentKind.BANK, (), sources, video_codec=VideoCodec(codec)) as session:
+        offer = await session.create_offer()
+    video = offer.split("m=video", 1)[1].split("m=", 1)[0]
+    names = {line.split()[1].split("/")[0].lower() for line in video.splitlines() if line.startswith("a=rtpmap:")}
+    assert names <= {codec, "rtx"}, names
+    assert codec in names
+    # Audio and video in different streams: the doctor's browser does not hold video back for lip sync.
+    streams = {line.split()[0] for line in offer.splitlines() if line.startswith("a=msid:")}
+    assert len(streams) == 2, streams

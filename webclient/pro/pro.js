@@ -177,12 +177,17 @@ async function onOffer(message) {
   state.signaling.send({ type: "answer", appointment_id: state.appointment.id, sdp: pc.localDescription.sdp });
 }
 
-// Keep a fresh FHIR bundle from the cabin, so the export works even if the cabin leaves first.
+// Keep a recent FHIR bundle from the cabin, so the export works even if the cabin leaves first; at most every
+// 30 s (the bundle grows with the consultation), and always fresh at the end.
+const BUNDLE_REFRESH_MS = 30_000;
 function scheduleBundleRefresh() {
-  clearTimeout(state.refreshBundle);
+  if (state.refreshBundle) return;
+  const wait = Math.max(500, (state.bundleAt ?? 0) + BUNDLE_REFRESH_MS - Date.now());
   state.refreshBundle = setTimeout(async () => {
+    state.refreshBundle = 0;
+    state.bundleAt = Date.now();
     state.bundle = (await state.vitals.exportBundle()) ?? state.bundle;
-  }, 500);
+  }, wait);
 }
 
 state.vitals.addEventListener("reading", (event) => {
