@@ -32,23 +32,8 @@ if str(ROOT) not in sys.path:
 RESULTS = ROOT / "bench" / "results"
 WEBCLIENT = ROOT / "webclient"
 LOOPBACK = ("127.0.0.1",)
-CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
-# The same flags as the end-to-end tests (tests/browser.py): fake devices, loopback ICE, no background traffic.
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-)
+# The end-to-end tests' Chromium, flags included (fake devices, loopback ICE, no background traffic).
+from tests.browser import CHROMIUM_CANDIDATES, CHROMIUM_FLAGS  # noqa: E402
 
 _CLONE_NEWNET = 0x40000000
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1

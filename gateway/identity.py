@@ -6,7 +6,6 @@ cabin id, a unique id so that a captured proof cannot be replayed, and an expiry
 
 from __future__ import annotations
 
-import os
 import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.errors import ConfigError
+from signaling.tls import write_private
 
 PROOF_AUDIENCE: Final = "cabine-signaling"
 PROOF_LIFETIME: Final = timedelta(seconds=60)
@@ -62,11 +62,7 @@ class CabinIdentity:
         pem = self._key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(f"Cabin-Id: {self.cabin_id}\n".encode() + pem)
-        path.chmod(0o600)
+        write_private(path, f"Cabin-Id: {self.cabin_id}\n".encode() + pem)
 
     def public_bytes(self) -> bytes:
         """The raw 32-byte public key that the operator's server records at enrollment."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import ssl
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ from aiohttp import web
 
 from signaling.app import RedactingAccessLogger, create_app
 from signaling.config import ServerConfig
+from signaling.tls import write_private
 from signaling.tokens import TokenSigner
 
 
@@ -35,19 +35,12 @@ async def serve(
         await runner.cleanup()
 
 
-def _write_secret(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
 def load_or_create_signer(path: Path) -> TokenSigner:
     """The server's link-signing key, created on first run (mode 0600, git-ignored)."""
     if path.exists():
         return TokenSigner.from_pem(path.read_bytes())
     signer = TokenSigner.generate()
-    _write_secret(path, signer.private_pem())
+    write_private(path, signer.private_pem())
     return signer
 
 
@@ -56,5 +49,5 @@ def load_or_create_operator_key(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     key = secrets.token_urlsafe(32)
-    _write_secret(path, key.encode() + b"\n")
+    write_private(path, key.encode() + b"\n")
     return key

@@ -6,6 +6,7 @@ For development and for cabins on a private deployment; a production server take
 from __future__ import annotations
 
 import ipaddress
+import os
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,11 +36,13 @@ class CertificatePaths:
         return ssl.create_default_context(cafile=str(self.ca_cert))
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret (private key, API key) readable by its owner only, whatever the file's previous mode."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_bytes(data)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(data)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -92,7 +95,7 @@ def create_ca(directory: Path, *, common_name: str = "Cabine local CA") -> tuple
     cert_path, key_path = directory / "ca.crt", directory / "ca.key"
     directory.mkdir(parents=True, exist_ok=True)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_private(key_path, _key_pem(key))
+    write_private(key_path, _key_pem(key))
     return cert_path, key_path
 
 
@@ -122,7 +125,7 @@ def create_server_certificate(
     )
     cert_path, key_path = directory / "server.crt", directory / "server.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM))
-    _write_private(key_path, _key_pem(key))
+    write_private(key_path, _key_pem(key))
     return cert_path, key_path
 
 
