@@ -348,7 +348,7 @@ def demo_options(**fields: Any) -> Any:
 
     Options that this checkout's DemoOptions does not have are left out, so the scripts follow the demo as it grows.
     """
-    from gateway.demo import DemoOptions
+    from cabine.demo.run import DemoOptions
 
     wanted: dict[str, Any] = {
         "port": free_port(),

@@ -1,6 +1,6 @@
 """Gateway CPU and memory during a sendrecv call, next to a bare aiortc peer and a browser sending the same pattern.
 
-  cabine   `python -m gateway demo ... --ice-address 127.0.0.1` as its own process; the doctor page in headless
+  cabine   `python -m cabine demo ... --ice-address 127.0.0.1` as its own process; the doctor page in headless
            Chromium sends its (fake) camera and microphone back, so the gateway encodes and decodes. That process
            also hosts the demo's signaling server, idle during the call.
   aiortc   `python bench/bare_peer.py` as its own process, to the minimal page (also sendrecv).
@@ -130,7 +130,7 @@ def demo_flags() -> list[str]:
     Only the flags this checkout's demo has are passed (read from its --help).
     """
     helptext = subprocess.run(
-        [sys.executable, "-m", "gateway", "demo", "--help"],
+        [sys.executable, "-m", "cabine", "demo", "--help"],
         cwd=common.ROOT,
         env=common.subprocess_env(),
         capture_output=True,
@@ -145,7 +145,7 @@ async def measure_cabine(
     receiver: Any, size: tuple[int, int], codec: str, seconds: float, tmp: Path, warmup: float
 ) -> dict[str, Any]:
     port = common.free_port()
-    args = ["-m", "gateway", "demo", "--port", str(port), "--data-dir", str(tmp / "data")]
+    args = ["-m", "cabine", "demo", "--port", str(port), "--data-dir", str(tmp / "data")]
     args += ["--ice-address", "127.0.0.1", "--video-size", f"{size[0]}x{size[1]}", "--codec", codec, *demo_flags()]
     log: list[str] = []
     async with child(args, "Doctor link:", log) as (pid, line):

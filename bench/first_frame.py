@@ -24,7 +24,7 @@ from typing import Any
 import common
 from bare_peer import bare_peer
 
-from gateway.demo import run_demo
+from cabine.demo.run import run_demo
 
 # Installed before the page's own scripts: note when the cabin's video shows its first frame.
 FIRST_FRAME_INIT = """

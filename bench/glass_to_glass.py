@@ -28,7 +28,7 @@ from typing import Any
 import common
 from bare_peer import bare_peer
 
-from gateway.demo import run_demo
+from cabine.demo.run import run_demo
 from gateway.media.sources import VideoFormat
 from gateway.session import VideoCodec
 

@@ -26,8 +26,8 @@ from typing import Any
 import common
 from aiortc import RTCDataChannel
 
-from gateway.demo import run_demo
-from gateway.devices.direct import temperature_payload
+from cabine.demo.direct import temperature_payload
+from cabine.demo.run import run_demo
 from gateway.devices.gatt import TEMPERATURE_MEASUREMENT, decode
 from gateway.devices.readings import DeviceIdentity, Reading
 

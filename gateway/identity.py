@@ -16,9 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.errors import ConfigError
-from signaling.tls import write_private
+from signaling.protocol import PROOF_AUDIENCE
 
-PROOF_AUDIENCE: Final = "cabine-signaling"
 PROOF_LIFETIME: Final = timedelta(seconds=60)
 
 
@@ -57,12 +56,12 @@ class CabinIdentity:
             raise ConfigError(f"{path} is not a Cabine cabin key (Ed25519 with a Cabin-Id header)")
         return cls(cabin_id, key)
 
-    def save(self, path: Path) -> None:
-        """Write the key, readable by its owner only."""
+    def private_file_bytes(self) -> bytes:
+        """The key file's content (PKCS#8 PEM after a `Cabin-Id:` line): to be written readable by its owner only."""
         pem = self._key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        write_private(path, f"Cabin-Id: {self.cabin_id}\n".encode() + pem)
+        return f"Cabin-Id: {self.cabin_id}\n".encode() + pem
 
     def public_bytes(self) -> bytes:
         """The raw 32-byte public key that the operator's server records at enrollment."""

@@ -15,9 +15,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from signaling.models import Cabin
+from signaling.protocol import PROOF_AUDIENCE
 from signaling.tokens import LEEWAY_SECONDS, TokenError, TokenRefusal
 
-PROOF_AUDIENCE: Final = "cabine-signaling"
 MAX_PROOF_LIFETIME: Final = 300
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 from signaling.protocol import IceServer
 from signaling.store import Store
 from signaling.tokens import TokenSigner
-
-WEBCLIENT_DIR = Path(__file__).resolve().parent.parent / "webclient"
+from webclient import WEBCLIENT_DIR
 
 
 def utc_now() -> datetime:

@@ -16,6 +16,8 @@ from signaling.errors import SignalingError
 VERSION: Final = 1
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 MAX_SDP_BYTES: Final = 32 * 1024
+# The audience of the proof a cabin signs for each connection (gateway signs it, signaling checks it).
+PROOF_AUDIENCE: Final = "cabine-signaling"
 
 
 class CloseCode(enum.IntEnum):

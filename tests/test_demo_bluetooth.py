@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo import DemoOptions, RunningDemo, run_demo
-from gateway.devices.demo_radio import DEVICE_FOR_KIND
+from cabine.demo.bluetooth import DEVICE_FOR_KIND
+from cabine.demo.run import DemoOptions, RunningDemo, run_demo
 from gateway.devices.gatt import decode
 from gateway.devices.readings import DeviceIdentity
 from tests.browser import chromium, screenshot, wait_js

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(60)
 async def start_demo(tmp_path: Path, port: int) -> asyncio.subprocess.Process:
     # Its own process group, like a command started from a terminal: Ctrl-C goes to the whole group.
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "demo", "--port", str(port), "--data-dir", str(tmp_path / "data"),
+        sys.executable, "-m", "cabine", "demo", "--port", str(port), "--data-dir", str(tmp_path / "data"),
         "--ice-address", "127.0.0.1", "--kiosk-port", str(free_port()),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
     )  # fmt: skip

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo import DemoOptions, run_demo
+from cabine.demo.run import DemoOptions, run_demo
 from signaling.protocol import AppointmentKind
 from tests.browser import chromium
 from tests.conftest import wait_until

@@ -1,4 +1,4 @@
-"""The operator CLI for real: `python -m gateway ...` subprocesses against a real TLS server on 127.0.0.1."""
+"""The operator CLI for real: `python -m cabine ...` subprocesses against a real TLS server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ async def cabine(*args: str, cwd: Path, env: Mapping[str, str], timeout: float =
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway",
+        "cabine",
         *args,
         cwd=cwd,
         env=dict(env),

@@ -26,7 +26,7 @@ def run_cli(*args: str, cwd: Path) -> tuple[int, str, str]:
     import subprocess
 
     done = subprocess.run(
-        [sys.executable, "-m", "gateway", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "cabine", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
     )
     return done.returncode, done.stdout, done.stderr
 
@@ -35,7 +35,7 @@ def run_cli(*args: str, cwd: Path) -> tuple[int, str, str]:
 async def process(*args: str, cwd: Path, ready: str) -> AsyncIterator[asyncio.subprocess.Process]:
     """A `cabine` process, up once it prints a line starting with `ready`; stopped with SIGINT."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", *args, cwd=cwd,
+        sys.executable, "-m", "cabine", *args, cwd=cwd,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None

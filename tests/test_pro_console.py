@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo import DemoOptions, run_demo
+from cabine.demo.run import DemoOptions, run_demo
 from gateway.devices.readings import DeviceIdentity, Quantity, Reading, ReadingKind, TimeSource
 from signaling.protocol import AppointmentKind
 from tests.browser import ARTIFACTS, assert_accessible, chromium, screenshot, wait_js

@@ -1,1 +1,1 @@
-"""Bluetooth LE medical devices: pure decoders, the reading model, the bleak device manager, emulators."""
+"""Bluetooth LE medical devices: pure decoders, the reading model, FHIR, the bleak device manager."""

@@ -45,10 +45,10 @@ from gateway.kiosk.screen import (
 from gateway.lifecycle import AsyncResource, cancel_and_wait
 from gateway.session import CallSession
 from signaling.protocol import AppointmentInfo
+from webclient import WEBCLIENT_DIR
 
 log = logging.getLogger("cabine.gateway.kiosk")
 
-WEBCLIENT_DIR: Final = Path(__file__).resolve().parent.parent.parent / "webclient"
 DEFAULT_PORT: Final = 8088
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 # With nothing happening, the screen is recomputed this often (an appointment's window opens with time).

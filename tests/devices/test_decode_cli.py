@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway.devices.decode_cli import CLI_DEVICE, parse_hex, run
+from cabine.cli.decode import CLI_DEVICE, parse_hex, run
 from gateway.errors import DecodeError
 
 NORDIC_HT = "06 B0 0E 00 FE DC 07 0C 05 0B 32 1B 04"
@@ -144,7 +144,7 @@ def test_parse_hex() -> None:
 
 def test_module_entry_point_has_no_traceback() -> None:
     good = subprocess.run(
-        [sys.executable, "-m", "gateway.devices.decode_cli", "2A1C", NORDIC_HT],
+        [sys.executable, "-m", "cabine.cli.decode", "2A1C", NORDIC_HT],
         capture_output=True,
         text=True,
         timeout=60,
@@ -153,7 +153,7 @@ def test_module_entry_point_has_no_traceback() -> None:
     assert good.returncode == 0
     assert json.loads(good.stdout)["value"] == 37.6
     bad = subprocess.run(
-        [sys.executable, "-m", "gateway.devices.decode_cli", "2A1C", "06 B0"],
+        [sys.executable, "-m", "cabine.cli.decode", "2A1C", "06 B0"],
         capture_output=True,
         text=True,
         timeout=60,

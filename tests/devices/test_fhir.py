@@ -15,7 +15,7 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
 
-from gateway.devices.encode import (
+from cabine.demo.encode import (
     encode_blood_pressure,
     encode_heart_rate,
     encode_plx_continuous,

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from gateway.devices.encode import (
+from cabine.demo.encode import (
     UNKNOWN_TIME,
     encode_blood_pressure,
     encode_date_time,

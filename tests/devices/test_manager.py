@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 
 import pytest
 
-from gateway.devices.bluezoo_harness import EmulatedRadio, emulated_devices
-from gateway.devices.emulated import EmulatedDevice, EmulatedKind, Measurement, default_address
+from cabine.demo.emulated import EmulatedDevice, EmulatedKind, Measurement, default_address
+from cabine.demo.radio import EmulatedRadio, emulated_devices
 from gateway.devices.gatt import decode
 from gateway.devices.manager import Backoff, DeviceManager, DeviceManagerError, DeviceState
 from gateway.devices.readings import Reading, ReadingKind, TimeSource

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.devices.bluezoo_harness import EmulatedRadio, EmulationError
-from gateway.devices.emulated import EmulatedDevice, EmulatedKind, default_address, make_devices
+from cabine.demo.emulated import EmulatedDevice, EmulatedKind, default_address, make_devices
+from cabine.demo.radio import EmulatedRadio, EmulationError
 from gateway.devices.gatt import (
     BLOOD_PRESSURE_MEASUREMENT,
     PLX_CONTINUOUS_MEASUREMENT,

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.devices.encode import (
+from cabine.demo.encode import (
     UNKNOWN_TIME,
     encode_blood_pressure,
     encode_heart_rate,

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from playwright.async_api import BrowserContext, Page
 
-from gateway.demo import DemoOptions, RunningDemo, run_demo
+from cabine.demo.run import DemoOptions, RunningDemo, run_demo
 from tests.browser import chromium, wait_js
 from tests.conftest import free_port, wait_until
 from tests.kiosk.conftest import FedReadings, check_state, temperature

@@ -10,6 +10,7 @@ from gateway.errors import ConfigError
 from gateway.identity import CabinIdentity
 from signaling.cabin_auth import ReplayCache, verify_cabin_proof
 from signaling.models import Cabin
+from signaling.tls import write_private
 from signaling.tokens import TokenError, TokenRefusal
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -62,7 +63,7 @@ def test_replay_disabled_and_foreign_keys(identity: CabinIdentity) -> None:
 
 def test_identity_round_trips_and_stays_private(identity: CabinIdentity, tmp_path: Path) -> None:
     path = tmp_path / "cabin.key"
-    identity.save(path)
+    write_private(path, identity.private_file_bytes())
     assert path.stat().st_mode & 0o077 == 0
     again = CabinIdentity.load(path)
     assert again.cabin_id == "cabin-7"

@@ -1,7 +1,7 @@
 """Emulated health devices: what each one exposes over GATT and the numbered measurements it takes.
 
 Pure: no I/O, no asyncio. An `EmulatedDevice` is the behaviour of a peripheral (its GATT table, its battery,
-its memory of measurements not yet delivered); `gateway.devices.emulation.peripheral` serves it over BlueZ's
+its memory of measurements not yet delivered); `cabine.demo.peripheral` serves it over BlueZ's
 D-Bus API so that bleak talks to it as to a real device. Payloads are built with the project's encoders, so
 they are the exact bytes a standard device sends. Values are plausible and deterministic (seeded by address);
 each measurement carries a sequence number and, where the characteristic has one, a distinct device timestamp,
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gateway.devices.encode import (
+from cabine.demo.encode import (
     encode_blood_pressure,
     encode_plx_continuous,
     encode_plx_spot_check,

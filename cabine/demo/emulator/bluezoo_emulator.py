@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Entry point of the BlueZ emulator process: bluezoo's own `main`, with link loss made faithful to BlueZ.
 
-This is a separate program, under bluezoo's own licence (GPL-2.0-only), kept outside the Cabine packages: the
+This is a separate program, under bluezoo's own licence (GPL-2.0-only), shipped as a data file beside the demo: the
 gateway never imports it; the test harness starts it as a child process and talks to it over D-Bus only.
 
-Run as `python tools/bluezoo_emulator.py [bluezoo options]` (the harness does). bluezoo 1.0.2
+Run as `python bluezoo_emulator.py [bluezoo options]` (the harness does). bluezoo 1.0.2
 keeps a device's GATT objects exported after a disconnection, so connecting again fails with EEXIST, and it
 never tells the peripheral's GATT application that its subscriber went away. BlueZ itself, on link loss,
 calls StopNotify on the application's subscribed characteristics, removes the remote GATT objects from the

@@ -13,10 +13,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cabine.demo.bluetooth import EmulatedBluetoothDevices
+from cabine.demo.direct import DirectThermometer
 from gateway.cabin import CabinGateway, MeasurementHandler, ReadingSource
 from gateway.config import CabinConfig
-from gateway.devices.demo_radio import EmulatedBluetoothDevices
-from gateway.devices.direct import DirectThermometer
 from gateway.identity import CabinIdentity
 from gateway.kiosk import KioskServer
 from gateway.media.sources import SourceSpec, VideoFormat
@@ -27,7 +27,7 @@ from signaling.models import Appointment, Cabin
 from signaling.protocol import AppointmentKind
 from signaling.server import load_or_create_operator_key, load_or_create_signer, serve
 from signaling.sqlite_store import SQLiteStore
-from signaling.tls import CertificatePaths, ensure_development_certificate
+from signaling.tls import CertificatePaths, ensure_development_certificate, write_private
 from signaling.tokens import TokenSigner
 from signaling.ws import HUB, Hub
 
@@ -92,7 +92,7 @@ def ensure_demo_cabin(store: SQLiteStore, key_path: Path, now: datetime) -> Cabi
         identity = CabinIdentity.load(key_path)
     else:
         identity = CabinIdentity.generate(DEMO_CABIN)
-        identity.save(key_path)
+        write_private(key_path, identity.private_file_bytes())
     cabin = store.get_cabin(DEMO_CABIN)
     if cabin is None:
         store.add_cabin(Cabin(id=DEMO_CABIN, name="Cabine de démonstration"))
@@ -205,7 +205,7 @@ async def run_demo(
 
 async def _start_bluetooth(stack: contextlib.AsyncExitStack, options: DemoOptions) -> EmulatedBluetoothDevices | None:
     """The emulated Bluetooth devices, or None (with a clear message) where the machine cannot emulate them."""
-    from gateway.devices.bluezoo_harness import EmulationError
+    from cabine.demo.radio import EmulationError
 
     try:
         return await stack.enter_async_context(EmulatedBluetoothDevices(DEMO_CABIN, period=options.device_period))

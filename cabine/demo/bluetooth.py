@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Final
 
-from gateway.devices.bluezoo_harness import EmulatedRadio
+from cabine.demo.radio import EmulatedRadio
 from gateway.devices.manager import DeviceManager, DeviceState
 from gateway.devices.readings import Reading
 from gateway.lifecycle import AsyncResource

@@ -9,10 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.cli_operator import add_operator_commands, run_operator_command
+from cabine.cli.gateway import add_gateway_command, run_gateway
+from cabine.cli.operator import add_operator_commands, run_operator_command
+from cabine.cli.serve import add_serve_command, run_serve
+from cabine.errors import CabineError
 from gateway.errors import GatewayError
-from gateway.gateway_cli import add_gateway_command, run_gateway
-from signaling.serve_cli import add_serve_command, run_serve
 
 
 def _video_size(text: str) -> tuple[int, int]:
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gateway.demo import DemoOptions, serve_demo
+    from cabine.demo.run import DemoOptions, serve_demo
     from gateway.media.sources import SourceSpec, VideoFormat
     from gateway.session import VideoCodec
     from signaling.protocol import AppointmentKind
@@ -119,7 +120,7 @@ def _demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["decode"]:
-        from gateway.devices import decode_cli
+        from cabine.cli import decode as decode_cli
 
         return decode_cli.run(args_list[1:])
     parser = build_parser()
@@ -139,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_gateway(args)
         if args.command in ("appointment", "cabin", "certs"):
             return run_operator_command(args)
-    except GatewayError as exc:
+    except (CabineError, GatewayError) as exc:
         print(f"cabine {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ from dbus_fast.annotations import DBusBool, DBusBytes, DBusDict, DBusObjectPath,
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
-from gateway.devices.emulated import CharacteristicSpec, EmulatedDevice, Measurement
+from cabine.demo.emulated import CharacteristicSpec, EmulatedDevice, Measurement
 from gateway.devices.gatt import BATTERY_LEVEL, uuid128
 from gateway.errors import GatewayError
 

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from gateway.errors import GatewayError
+from cabine.errors import CabineError
 
 DEFAULT_SERVER: Final = "https://127.0.0.1:8443"
 DEFAULT_API_KEY_FILE: Final = Path(".cabine/operator-key")
@@ -33,7 +33,7 @@ DEFAULT_CERTS_DIR: Final = Path("certs/generated")
 KINDS: Final = ("medical", "bank", "energy", "public-service")
 
 
-class OperatorError(GatewayError):
+class OperatorError(CabineError):
     """An operator command failed; the message is the one line shown to the user."""
 
 
@@ -364,6 +364,7 @@ def default_key_file() -> Path:
 def _cabin_enroll(args: argparse.Namespace) -> int:
     """Make this PC's key, have the server record its public half, and keep the private half (0600)."""
     from gateway.identity import CabinIdentity
+    from signaling.tls import write_private
 
     key_file = Path(args.key_file) if args.key_file is not None else default_key_file()
     if key_file.exists() and not args.force:
@@ -377,7 +378,7 @@ def _cabin_enroll(args: argparse.Namespace) -> int:
     # and a failure to write is found before the one-time code is spent.
     pending = key_file.with_name(f".{key_file.name}.{os.getpid()}.pending")
     try:
-        identity.save(pending)
+        write_private(pending, identity.private_file_bytes())
     except OSError as exc:
         raise OperatorError(f"cannot write the cabin key in {key_file.parent}: {exc.strerror}") from None
     try:

@@ -27,8 +27,8 @@ from typing import Any
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from gateway.devices.emulated import EmulatedDevice, EmulatedKind, Measurement, make_devices
-from gateway.devices.emulation.peripheral import EmulationError, GattPeripheral, call
+from cabine.demo.emulated import EmulatedDevice, EmulatedKind, Measurement, make_devices
+from cabine.demo.peripheral import EmulationError, GattPeripheral, call
 from gateway.devices.manager import Backoff, DeviceManager
 from gateway.errors import ConfigError
 from gateway.lifecycle import AsyncResource
@@ -40,8 +40,8 @@ _logger = logging.getLogger(__name__)
 CENTRAL_ADDRESS = "00:00:5E:00:53:01"
 """The gateway's own emulated adapter (hci0); an address from the documentation range."""
 
-# The emulator is a separate program under bluezoo's licence, in the checkout's tools/ folder (never imported).
-EMULATOR_SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "bluezoo_emulator.py"
+# The emulator is a separate program under bluezoo's licence, shipped beside this module as a file (never imported).
+EMULATOR_SCRIPT = Path(__file__).resolve().parent / "emulator" / "bluezoo_emulator.py"
 _START_TIMEOUT = 15.0
 _STOP_TIMEOUT = 5.0
 _ENV = "DBUS_SYSTEM_BUS_ADDRESS"
@@ -177,7 +177,7 @@ class EmulatedRadio(AsyncResource):
         if importlib.util.find_spec("bluezoo") is None:
             raise EmulationError("bluezoo is not installed (pip install bluezoo==1.0.2)")
         if not EMULATOR_SCRIPT.exists():
-            raise EmulationError(f"the emulator program is missing: {EMULATOR_SCRIPT} (run from a Cabine checkout)")
+            raise EmulationError(f"the emulator program is missing: {EMULATOR_SCRIPT} (a broken installation)")
         self._tmp = Path(tempfile.mkdtemp(prefix="cabine-radio-"))
         # A session-type bus has the permissive policy the emulator needs (anyone may own org.bluez).
         self._daemon = await asyncio.create_subprocess_exec(

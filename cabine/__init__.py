@@ -1,0 +1,1 @@
+"""Cabine: the `cabine` command and the demo, the only place that composes the gateway and signaling."""

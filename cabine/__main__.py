@@ -1,0 +1,7 @@
+"""python -m cabine: the `cabine` command."""
+
+import sys
+
+from cabine.cli import main
+
+sys.exit(main())

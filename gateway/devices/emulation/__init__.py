@@ -1,1 +1,0 @@
-"""The no-radio Bluetooth path: BlueZ emulated by bluezoo on a private D-Bus, peripherals as GATT applications."""
