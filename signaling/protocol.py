@@ -90,6 +90,8 @@ class Welcome:
     ice_servers: tuple[IceServer, ...]
     appointment: AppointmentInfo | None = None
     cabin_id: str | None = None
+    # The server's clock (ISO 8601, UTC, milliseconds) when it sent this: a cabin measures its clock offset with it.
+    server_time: str | None = None
     type: str = field(default="welcome", init=False)
 
 
@@ -206,6 +208,68 @@ class HelpStatus:
     type: str = field(default="help-status", init=False)
 
 
+class CheckStatus(enum.StrEnum):
+    """The outcome of one self-test check."""
+
+    OK = "ok"
+    WARNING = "warning"  # works, but something is off (a low battery, a clock a little off)
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not configured here, or not measurable now (the camera is in a call)
+
+
+@dataclass(frozen=True, slots=True)
+class SelftestCheck:
+    """One line of a cabin's self-test: never health data, only whether a part works."""
+
+    name: str  # e.g. "camera", "microphone", "bluetooth-adapter", "device:A4:C1:38:00:00:01", "signaling"
+    status: CheckStatus
+    detail: str = ""
+    # A call needs this part: a failure makes the whole self-test fail.
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SelftestRequest:
+    """Signaling asks the cabin to run its self-test now (the operator pressed "test", or an appointment is near)."""
+
+    request_id: str
+    type: str = field(default="selftest-request", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SelftestReport:
+    """A cabin's self-test result, at start-up (request_id None) or in answer to a SelftestRequest."""
+
+    request_id: str | None
+    ok: bool
+    checks: tuple[SelftestCheck, ...]
+    finished_at: str
+    type: str = field(default="selftest-report", init=False)
+
+
+class IncidentKind(enum.StrEnum):
+    """Something on the cabin PC that the operator must know about, raised and cleared by the cabin."""
+
+    CAMERA_UNAVAILABLE = "camera-unavailable"
+    MICROPHONE_UNAVAILABLE = "microphone-unavailable"
+    DEVICE_MISSING = "device-missing"
+    BLUETOOTH_UNAVAILABLE = "bluetooth-unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """The cabin reports an incident open (True) or over (False); `subject` tells one device from another."""
+
+    kind: IncidentKind
+    open: bool
+    subject: str = ""
+    detail: str = ""
+    type: str = field(default="incident", init=False)
+
+
+MAX_CHECKS: Final = 64
+
+
 Message = (
     Hello
     | Welcome
@@ -222,6 +286,9 @@ Message = (
     | Schedule
     | HelpRequest
     | HelpStatus
+    | SelftestRequest
+    | SelftestReport
+    | Incident
 )
 
 # Messages relayed from one end of a room to the other.
@@ -374,6 +441,7 @@ def _parse_typed(kind: str, data: dict[str, Any]) -> Message:
             ice_servers=_ice_servers(data.get("ice_servers", [])),
             appointment=appt,
             cabin_id=data.get("cabin_id"),
+            server_time=_str(data, "server_time", max_len=64) if data.get("server_time") is not None else None,
         )
     if kind == "peer-joined":
         return PeerJoined(
@@ -389,4 +457,42 @@ def _parse_typed(kind: str, data: dict[str, Any]) -> Message:
         if not isinstance(code, int):
             raise ProtocolError("'code' must be an integer")
         return Error(code=code, message=_str(data, "message", max_len=1024, allow_empty=True))
+    if kind == "selftest-request":
+        return SelftestRequest(request_id=_str(data, "request_id", max_len=64))
+    if kind == "selftest-report":
+        return _selftest_report(data)
+    if kind == "incident":
+        return Incident(
+            kind=IncidentKind(data["kind"]),
+            open=_bool(data, "open"),
+            subject=_str(data, "subject", max_len=128, allow_empty=True) if "subject" in data else "",
+            detail=_str(data, "detail", max_len=512, allow_empty=True) if "detail" in data else "",
+        )
     raise ProtocolError(f"unknown message type '{kind[:32]}'")
+
+
+def _selftest_report(data: dict[str, Any]) -> SelftestReport:
+    raw = data.get("checks")
+    if not isinstance(raw, list):
+        raise ProtocolError("'checks' must be a list")
+    if len(raw) > MAX_CHECKS:
+        raise ProtocolError(f"too many checks ({len(raw)} > {MAX_CHECKS})")
+    checks = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise ProtocolError("each check must be an object")
+        checks.append(
+            SelftestCheck(
+                name=_str(item, "name", max_len=128),
+                status=CheckStatus(item["status"]),
+                detail=_str(item, "detail", max_len=512, allow_empty=True) if "detail" in item else "",
+                required=_bool(item, "required") if "required" in item else True,
+            )
+        )
+    raw_id = data.get("request_id")
+    return SelftestReport(
+        request_id=None if raw_id is None else _str(data, "request_id", max_len=64),
+        ok=_bool(data, "ok"),
+        checks=tuple(checks),
+        finished_at=_str(data, "finished_at", max_len=64),
+    )

@@ -9,8 +9,14 @@ from signaling.protocol import (
     AppointmentInfo,
     AppointmentKind,
     Candidate,
+    CheckStatus,
     CloseCode,
     Hello,
+    Incident,
+    IncidentKind,
+    SelftestCheck,
+    SelftestReport,
+    SelftestRequest,
     IceServer,
     Offer,
     ProtocolError,
@@ -50,6 +56,28 @@ SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/
     ],
 )
 def test_round_trip(message: object) -> None:
+    assert parse(dump(message)) == message  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        Welcome(role=Role.CABIN, ice_servers=(), cabin_id="c1", server_time="2026-12-01T09:00:00.123+00:00"),
+        SelftestRequest(request_id="st_1"),
+        SelftestReport(
+            request_id=None,
+            ok=False,
+            checks=(
+                SelftestCheck("camera", CheckStatus.OK, "640x480, 30 fps, not black"),
+                SelftestCheck("device:00:00:5E:00:53:10", CheckStatus.FAILED, "not seen", required=False),
+            ),
+            finished_at="2026-12-01T09:00:01+00:00",
+        ),
+        Incident(kind=IncidentKind.CAMERA_UNAVAILABLE, open=True, detail="cannot open /dev/video0"),
+        Incident(kind=IncidentKind.DEVICE_MISSING, open=False, subject="00:00:5E:00:53:10"),
+    ],
+)
+def test_cabin_health_messages_round_trip(message: object) -> None:
     assert parse(dump(message)) == message  # type: ignore[arg-type]
 
 
