@@ -73,6 +73,51 @@ class IceServer:
 
 
 @dataclass(frozen=True, slots=True)
+class IceUrl:
+    """A STUN or TURN server URL (RFC 7064, RFC 7065): `stun:host[:port]`, `turn[s]:host[:port][?transport=udp|tcp]`."""
+
+    scheme: str  # stun, stuns, turn, turns
+    host: str
+    port: int
+    transport: str  # udp or tcp (stuns and turns run over TLS on TCP)
+
+    @property
+    def secure(self) -> bool:
+        return self.scheme in ("stuns", "turns")
+
+    @classmethod
+    def parse(cls, url: str) -> IceUrl:
+        """Raises: ProtocolError: not a STUN/TURN URL, with the reason."""
+        scheme, sep, rest = url.partition(":")
+        if not sep or scheme not in ("stun", "stuns", "turn", "turns"):
+            raise ProtocolError(f"ICE server URL {url!r} must start with stun:, stuns:, turn: or turns:")
+        rest, _, query = rest.partition("?")
+        transport = "tcp" if scheme in ("stuns", "turns") else "udp"
+        if query:
+            key, _, value = query.partition("=")
+            if scheme.startswith("stun") or key != "transport" or value not in ("udp", "tcp"):
+                raise ProtocolError(f"ICE server URL {url!r}: only turn URLs take ?transport=udp or ?transport=tcp")
+            transport = value
+        if rest.startswith("["):
+            host, bracket, after = rest[1:].partition("]")
+            if not bracket or (after and not after.startswith(":")):
+                raise ProtocolError(f"ICE server URL {url!r}: unclosed IPv6 address")
+            port_text = after[1:]
+        else:
+            host, _, port_text = rest.partition(":")
+        if not host or "/" in host or "@" in host or any(c.isspace() for c in host):
+            raise ProtocolError(f"ICE server URL {url!r} has no valid host")
+        default = 5349 if scheme in ("stuns", "turns") else 3478
+        if port_text:
+            if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+                raise ProtocolError(f"ICE server URL {url!r}: port must be a number from 1 to 65535")
+            port = int(port_text)
+        else:
+            port = default
+        return cls(scheme=scheme, host=host, port=port, transport=transport)
+
+
+@dataclass(frozen=True, slots=True)
 class AppointmentInfo:
     id: str
     kind: AppointmentKind

@@ -1,12 +1,17 @@
 """Camera and microphone sources named by a short spec: `test`, `v4l2:/dev/video0`, `alsa:hw:0`, `pulse:default`.
 
+`file:PATH` reads any file or pipe that av can open (a Y4M or WAV stream, a recording): a camera or microphone
+stand-in for a demonstration, and the lowest honest layer for tests of a device that goes away.
+
 A source is opened for one call and closed after it: the camera is only on while someone is being seen.
 """
 
 from __future__ import annotations
 
 import logging
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiortc import MediaStreamTrack
@@ -17,8 +22,8 @@ from gateway.media.synthetic import PatternVideoTrack, ToneAudioTrack
 
 log = logging.getLogger("cabine.gateway.media")
 
-VIDEO_KINDS = ("test", "v4l2", "none")
-AUDIO_KINDS = ("test", "alsa", "pulse", "none")
+VIDEO_KINDS = ("test", "v4l2", "file", "none")
+AUDIO_KINDS = ("test", "alsa", "pulse", "file", "none")
 
 
 class MediaSourceError(GatewayError, OSError):
@@ -44,11 +49,25 @@ class SourceSpec:
             raise ConfigError(
                 f"unknown {what} source {text!r}: use one of {', '.join(allowed)} (e.g. v4l2:/dev/video0)"
             )
-        if kind in ("v4l2", "alsa", "pulse") and not device:
-            raise ConfigError(
-                f"{kind} source needs a device, e.g. {kind}:{'/dev/video0' if kind == 'v4l2' else 'default'}"
-            )
+        if kind in ("v4l2", "alsa", "pulse", "file") and not device:
+            example = {"v4l2": "/dev/video0", "file": "/path/to/recording.y4m"}.get(kind, "default")
+            raise ConfigError(f"{kind} source needs a device, e.g. {kind}:{example}")
         return cls(kind, device)
+
+    def check_available(self) -> None:
+        """Check, at start, that a named device or file is there (the rest is known only when it is opened).
+
+        Raises:
+            ConfigError: a V4L2 device that is not a character device, or a file source that does not exist.
+        """
+        path = Path(self.device)
+        if self.kind == "v4l2":
+            if not path.exists():
+                raise ConfigError(f"camera {self.device} does not exist (is it plugged in? see `ls /dev/video*`)")
+            if not stat.S_ISCHR(path.stat().st_mode):
+                raise ConfigError(f"camera {self.device} is not a video device")
+        elif self.kind == "file" and not path.exists():
+            raise ConfigError(f"source file {self.device} does not exist")
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.device}" if self.device else self.kind
@@ -90,13 +109,13 @@ class MediaSources(AsyncResource):
         self._players.clear()
         self.video = self.audio = None
 
-    def _player(self, device: str, fmt: str, options: dict[str, str]) -> Any:
+    def _player(self, device: str, fmt: str | None, options: dict[str, str]) -> Any:
         from aiortc.contrib.media import MediaPlayer
 
         try:
             player = MediaPlayer(device, format=fmt, options=options)
         except Exception as exc:  # av raises many OSError/ValueError subclasses per backend
-            raise MediaSourceError(f"cannot open {fmt} device {device!r}: {exc}") from exc
+            raise MediaSourceError(f"cannot open {fmt or 'file'} {device!r}: {exc}") from exc
         self._players.append(player)
         return player
 
@@ -106,8 +125,11 @@ class MediaSources(AsyncResource):
             return None
         if spec.kind == "test":
             return PatternVideoTrack(fmt.width, fmt.height, fmt.fps, stamp=self._stamp)
+        if spec.kind == "file":
+            track: MediaStreamTrack | None = self._player(spec.device, None, {}).video
+            return track
         options = {"video_size": f"{fmt.width}x{fmt.height}", "framerate": str(fmt.fps)}
-        track: MediaStreamTrack | None = self._player(spec.device, "v4l2", options).video
+        track = self._player(spec.device, "v4l2", options).video
         return track
 
     def _open_audio(self) -> MediaStreamTrack | None:
@@ -116,5 +138,6 @@ class MediaSources(AsyncResource):
             return None
         if spec.kind == "test":
             return ToneAudioTrack()
-        track: MediaStreamTrack | None = self._player(spec.device, spec.kind, {}).audio
+        fmt = None if spec.kind == "file" else spec.kind
+        track: MediaStreamTrack | None = self._player(spec.device, fmt, {}).audio
         return track
