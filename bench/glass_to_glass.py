@@ -29,8 +29,7 @@ import common
 from bare_peer import bare_peer
 
 from cabine.demo.run import run_demo
-from gateway.media.sources import VideoFormat
-from gateway.session import VideoCodec
+from gateway.media.spec import VideoCodec, VideoFormat
 
 SYSTEMS = ("cabine", "aiortc", "browser")
 CODECS = ("vp8", "h264")

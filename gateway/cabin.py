@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import ExitStack
@@ -12,12 +13,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from gateway.backoff import Backoff
 from gateway.config import CabinConfig
 from gateway.devices.readings import Reading
 from gateway.ice import host_addresses
 from gateway.lifecycle import AsyncResource, cancel_and_wait
 from gateway.media.sources import MediaSources
-from gateway.session import CallSession, CallStats, SessionError
+from gateway.session import CallSession, CallStats, SessionError, VideoRejected
 from gateway.signaling_client import SignalingClient, SignalingRefused, SignalingUnavailable
 from gateway.vitals import VitalsOutbox
 from signaling.protocol import (
@@ -29,6 +31,9 @@ from signaling.protocol import (
     Error,
     HelpRequest,
     HelpStatus,
+    IceServer,
+    Incident,
+    IncidentKind,
     Message,
     Offer,
     PeerJoined,
@@ -37,6 +42,9 @@ from signaling.protocol import (
     Role,
     RoomState,
     Schedule,
+    SelftestReport,
+    SelftestRequest,
+    Welcome,
 )
 
 log = logging.getLogger("cabine.gateway")
@@ -66,7 +74,13 @@ class ReadingSource(Protocol):
 
 
 MeasurementHandler = Callable[[str], Awaitable[None]]
+SelftestHandler = Callable[[str | None], Awaitable[SelftestReport]]
 EARLY_CHECKIN = timedelta(minutes=15)
+# Signaling is retried for ever: quickly at first, then every ten seconds or so (jitter spreads a whole fleet).
+SIGNALING_RETRY = Backoff(initial=0.5, factor=2.0, maximum=10.0, jitter=0.2)
+# What the cabin remembers about past calls and requests, for status and tests: bounded, never health data.
+HISTORY = 100
+MAX_DEVICES = 64
 # Presses of "call for help" closer than this are one call: signaling's rate limit must never cut the cabin off.
 HELP_REPEAT_SECONDS = 3.0
 
@@ -96,17 +110,14 @@ class CabinGateway(AsyncResource):
         self,
         config: CabinConfig,
         *,
-        readings: ReadingSource | None = None,
         on_measurement_request: MeasurementHandler | None = None,
         vitals_grace: float = 300.0,
         trigger: MeasurementHandler | None = None,
         self_view: bool = False,
-        device_states: DeviceStateSource | None = None,
+        selftest: SelftestHandler | None = None,
     ) -> None:
         self.config = config
         self.label = f"cabin {config.cabin_id[:12]}"
-        self._readings = readings
-        self._device_states = device_states
         # Latest state of each medical device (connected, battery): no health data, shown to the doctor.
         self.devices: dict[str, dict[str, object]] = {}
         self._on_request = on_measurement_request
@@ -114,21 +125,28 @@ class CabinGateway(AsyncResource):
         self._trigger = trigger
         # A cabin screen shows the citizen their own image: the camera is then shared through a relay.
         self._self_view = self_view
+        self._selftest = selftest
         self._vitals_grace = vitals_grace
         self._client: SignalingClient | None = None
+        self.welcome: Welcome | None = None
         self.sessions: dict[str, CallSession] = {}
         self._outboxes: dict[str, VitalsOutbox] = {}
         self._forget: dict[str, asyncio.TimerHandle] = {}
-        self.finished_calls: list[CallStats] = []
+        self.finished_calls: collections.deque[CallStats] = collections.deque(maxlen=HISTORY)
         # Kinds of measurement the professional asked for, in order (no values: these are requests only).
-        self.measurement_requests: list[str] = []
+        self.measurement_requests: collections.deque[str] = collections.deque(maxlen=HISTORY)
         self.readings_discarded = 0
+        # Messages from signaling that could not be handled (logged, refused, and the loop went on).
+        self.messages_failed = 0
         self.connected = asyncio.Event()
         self.session_started = asyncio.Event()
         self.refused: str | None = None
         self.schedule: tuple[AppointmentInfo, ...] = ()
         self.room_states: dict[str, RoomState] = {}
         self.checked_in: set[str] = set()
+        # Open incidents (camera unavailable, a device missing...), re-sent after every reconnection.
+        self.incidents: dict[tuple[IncidentKind, str], Incident] = {}
+        self.last_selftest: SelftestReport | None = None
         # For the cabin screen, memory only, dropped with the appointment's readings: the open measurement request,
         # the latest reading sent in each appointment, how each call ended for good, and a call for help.
         self.prompt: MeasurementPrompt | None = None
@@ -139,67 +157,113 @@ class CabinGateway(AsyncResource):
         # Set on every change of schedule, room state or call; the kiosk screen waits on it.
         self.changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._stack = ExitStack()
         self._closed = False
 
     async def __aenter__(self) -> CabinGateway:
         self._stack.enter_context(host_addresses(self.config.ice_addresses, add_loopback=True))
         self._tasks.append(asyncio.create_task(self._signaling_loop(), name="cabin-signaling"))
-        if self._readings is not None:
-            self._tasks.append(asyncio.create_task(self._readings_loop(self._readings), name="cabin-readings"))
-        if self._device_states is not None:
-            self._tasks.append(asyncio.create_task(self._devices_loop(self._device_states), name="cabin-devices"))
         return self
 
     async def close(self) -> None:
+        """End every call, release the camera and microphone, forget the readings; safe twice, even after a failure.
+
+        Each step runs even if an earlier one failed: a device must never stay held by a cabin that stopped.
+        """
         if self._closed:
             return
         self._closed = True
-        await cancel_and_wait(self._tasks)
-        for appointment_id in list(self.sessions):
-            await self._end_session(appointment_id)
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("stopping the loops", lambda: cancel_and_wait([*self._tasks, *self._side_tasks])),
+        ]
+        steps += [(f"ending call {a[:12]}", functools.partial(self._end_session, a)) for a in list(self.sessions)]
+        if self._client is not None:
+            steps.append(("closing signaling", self._client.close))
+        for what, step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("%s: %s failed during shutdown; going on", self.label, what)
         for handle in self._forget.values():
             handle.cancel()
         for outbox in self._outboxes.values():
             outbox.clear()
         self._outboxes.clear()
-        if self._client is not None:
-            await self._client.close()
+        self.latest_reading.clear()
         self._stack.close()
 
     # --- signaling -------------------------------------------------------------------------------------------
 
     async def _signaling_loop(self) -> None:
-        delay = 0.5
+        """Connect, serve, and reconnect with backoff and jitter, for as long as the cabin runs."""
+        failures = 0
         while True:
             try:
                 async with SignalingClient(self.config) as client:
                     self._client = client
+                    self.welcome = client.welcome
+                    self.refused = None
                     self.connected.set()
                     self._notify()
-                    delay = 0.5
+                    failures = 0
                     log.info("%s: connected to signaling", self.label)
-                    for appointment_id in sorted(self.checked_in):
-                        await self._send(Presence(appointment_id=appointment_id, present=True))
-                    if self.help is not None:
-                        # Signaling may have restarted (alerts are in its memory): ask again; an open alert is kept.
-                        await self._send(HelpRequest(appointment_id=self.help.appointment_id))
+                    await self._after_connect()
                     async for message in client.messages():
-                        await self._handle(message)
+                        await self._handle_safely(message)
             except SignalingRefused as exc:
                 # A refused credential will not become valid by retrying quickly; retry slowly, loudly.
                 self.refused = str(exc)
                 log.error("%s: %s", self.label, exc)
-                delay = self.config.reconnect_max_delay
+                failures = max(failures, 99)
             except SignalingUnavailable as exc:
-                log.warning("%s: %s; retrying in %.1f s", self.label, exc, delay)
+                log.warning("%s: %s", self.label, exc)
+            except Exception:
+                # A bug must not leave the cabin offline until someone drives to the town hall: log it, go on.
+                log.exception("%s: unexpected error in the signaling loop", self.label)
             finally:
                 self._client = None
                 if self.connected.is_set():
                     self.connected.clear()
                     self._notify()
-            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
-            delay = min(delay * 2, self.config.reconnect_max_delay)
+            delay = SIGNALING_RETRY.jittered(failures)
+            failures += 1
+            log.info("%s: reconnecting to signaling in %.1f s", self.label, delay)
+            await asyncio.sleep(delay)
+
+    async def _after_connect(self) -> None:
+        """Tell a (possibly restarted) signaling server what it must know: presence, help, open incidents."""
+        for appointment_id in sorted(self.checked_in):
+            await self._send(Presence(appointment_id=appointment_id, present=True))
+        if self.help is not None:
+            # Signaling may have restarted (alerts are in its memory): ask again; an open alert is kept.
+            await self._send(HelpRequest(appointment_id=self.help.appointment_id))
+        for incident in list(self.incidents.values()):
+            await self._send(incident)
+        if self.last_selftest is not None:
+            await self._send(self.last_selftest)
+
+    async def _handle_safely(self, message: Message) -> None:
+        """Handle one message; a failure is logged and that message refused, and the loop goes on."""
+        try:
+            await self._handle(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.messages_failed += 1
+            log.exception("%s: could not handle a %r message from signaling", self.label, message.type)
+            appointment_id = getattr(message, "appointment_id", None)
+            if isinstance(message, Offer | Answer | Candidate | PeerJoined) and isinstance(appointment_id, str):
+                # The call cannot go on from a half-handled negotiation: end it cleanly; the professional retries.
+                try:
+                    await self._end_session(appointment_id)
+                finally:
+                    await self._send(Bye(appointment_id=appointment_id, reason=f"cabin error: {type(exc).__name__}"))
+
+    @property
+    def signaling(self) -> SignalingClient | None:
+        """The current signaling connection (None while disconnected): its welcome and round trip."""
+        return self._client
 
     async def _send(self, message: Message) -> None:
         if self._client is None:
@@ -209,6 +273,44 @@ class CabinGateway(AsyncResource):
             await self._client.send(message)
         except SignalingUnavailable as exc:
             log.info("%s: %s", self.label, exc)
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        """A short task of the cabin's (a self-test, a hook): kept, and cancelled on close."""
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    def report_incident(self, kind: IncidentKind, open_: bool, *, subject: str = "", detail: str = "") -> None:
+        """Open or clear an incident for the operator; open ones are re-sent after each reconnection."""
+        key = (kind, subject)
+        if open_:
+            incident = Incident(kind=kind, open=True, subject=subject, detail=detail[:500])
+            if self.incidents.get(key) == incident:
+                return
+            self.incidents[key] = incident
+        elif self.incidents.pop(key, None) is None:
+            return
+        else:
+            incident = Incident(kind=kind, open=False, subject=subject)
+        self._notify()
+        self._spawn(self._send(incident), f"incident-{kind}")
+
+    def _media_health(self, kind: str, available: bool, reason: str) -> None:
+        incident = IncidentKind.CAMERA_UNAVAILABLE if kind == "video" else IncidentKind.MICROPHONE_UNAVAILABLE
+        self.report_incident(incident, not available, detail=reason)
+
+    async def publish_selftest(self, report: SelftestReport) -> None:
+        """Keep the latest self-test and send it to signaling (now, or after the next reconnection)."""
+        self.last_selftest = report
+        await self._send(report)
+
+    async def _run_selftest(self, request_id: str) -> None:
+        if self._selftest is None:
+            log.warning("%s: self-test asked for, but this cabin has none", self.label)
+            return
+        report = await self._selftest(request_id)
+        await self.publish_selftest(report)
 
     def _notify(self) -> None:
         self.changed.set()
@@ -271,6 +373,9 @@ class CabinGateway(AsyncResource):
             for appointment_id in list(self.ended):
                 if appointment_id not in known:
                     del self.ended[appointment_id]
+            for appointment_id in list(self.room_states):
+                if appointment_id not in known:
+                    del self.room_states[appointment_id]
             if self.config.auto_checkin:
                 for info in self.open_appointments():
                     if info.id not in self.checked_in:
@@ -287,6 +392,15 @@ class CabinGateway(AsyncResource):
                 return
             try:
                 await session.accept_answer(message.sdp)
+            except VideoRejected as exc:
+                # Sound without picture is better than a black screen: offer again without video; the
+                # professional's page says why there is no picture and what to do.
+                log.warning("%s: %s; offering the call again without video", session.label, exc)
+                await self._start_session(
+                    PeerJoined(appointment_id=session.appointment_id, role=Role.PROFESSIONAL, kind=session.kind),
+                    ice_servers=session.ice_servers,
+                    video=False,
+                )
             except SessionError as exc:
                 log.warning("%s: %s", session.label, exc)
                 await self._end_session(message.appointment_id)
@@ -305,17 +419,22 @@ class CabinGateway(AsyncResource):
             self.ended[message.appointment_id] = "cancelled" if message.reason == "cancelled" else "professional"
             await self._end_session(message.appointment_id)
             self._forget_vitals(message.appointment_id)
-            if message.reason == "cancelled":
+            if message.reason in ("cancelled", "over"):
+                # Cancelled, or its time is over (signaling forgot the room): nobody can come back to it.
                 self.checked_in.discard(message.appointment_id)
             self._notify()
         elif isinstance(message, HelpStatus):
             self._help_status(message)
+        elif isinstance(message, SelftestRequest):
+            self._spawn(self._run_selftest(message.request_id), "cabin-selftest")
         elif isinstance(message, Error):
             log.warning("%s: signaling says: %s (%s)", self.label, message.message, message.code)
 
     # --- calls -----------------------------------------------------------------------------------------------
 
-    async def _start_session(self, joined: PeerJoined) -> None:
+    async def _start_session(
+        self, joined: PeerJoined, *, ice_servers: tuple[IceServer, ...] | None = None, video: bool = True
+    ) -> None:
         appointment_id = joined.appointment_id
         await self._end_session(appointment_id)
         handle = self._forget.pop(appointment_id, None)
@@ -326,18 +445,23 @@ class CabinGateway(AsyncResource):
         if joined.kind is AppointmentKind.MEDICAL:
             outbox = self._outboxes.setdefault(appointment_id, VitalsOutbox())
         sources = MediaSources(
-            self.config.video, self.config.audio, self.config.video_format, stamp=self.config.stamp_video
+            self.config.video,
+            self.config.audio,
+            self.config.video_format,
+            stamp=self.config.stamp_video,
+            on_health=self._media_health,
         )
         await sources.__aenter__()
         session = CallSession(
             appointment_id,
             joined.kind,
-            joined.ice_servers,
+            joined.ice_servers if ice_servers is None else ice_servers,
             sources,
             outbox=outbox,
             on_measurement_request=self._measurement_requested,
             self_view=self._self_view,
             video_codec=self.config.video_codec,
+            video=video,
         )
         self.sessions[appointment_id] = session
         if outbox is not None:
@@ -419,29 +543,30 @@ class CabinGateway(AsyncResource):
                 return session
         return None
 
-    async def _devices_loop(self, source: DeviceStateSource) -> None:
-        async for state in source.state_changes():
-            wire: dict[str, object] = {
-                "address": state.address,
-                "name": state.name,
-                "connected": state.connected,
-                "battery": state.battery_percent,
-            }
-            self.devices[state.address] = wire
-            session = self.medical_session()
-            if session is not None:
-                session.push_device_state(wire)
+    def device_state(self, state: DeviceStateLike) -> None:
+        """A medical device's state changed (seen, connected, battery): tell the doctor if a medical call runs."""
+        if state.address not in self.devices and len(self.devices) >= MAX_DEVICES:
+            return
+        wire: dict[str, object] = {
+            "address": state.address,
+            "name": state.name,
+            "connected": state.connected,
+            "battery": state.battery_percent,
+        }
+        self.devices[state.address] = wire
+        session = self.medical_session()
+        if session is not None:
+            session.push_device_state(wire)
 
-    async def _readings_loop(self, source: ReadingSource) -> None:
-        async for reading in source.readings():
-            session = self.medical_session()
-            if session is None:
-                # No medical call: the reading goes nowhere and is not kept.
-                self.readings_discarded += 1
-                continue
-            session.push_reading(reading)
-            self.latest_reading[session.appointment_id] = reading
-            prompt = self.prompt
-            if prompt is not None and prompt.appointment_id == session.appointment_id and prompt.kind == reading.kind:
-                self.prompt = None
-            self._notify()
+    def deliver_reading(self, reading: Reading) -> None:
+        """A reading from a device: to the medical call if one runs, else nowhere (it is not kept)."""
+        session = self.medical_session()
+        if session is None:
+            self.readings_discarded += 1
+            return
+        session.push_reading(reading)
+        self.latest_reading[session.appointment_id] = reading
+        prompt = self.prompt
+        if prompt is not None and prompt.appointment_id == session.appointment_id and prompt.kind == reading.kind:
+            self.prompt = None
+        self._notify()

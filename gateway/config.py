@@ -1,22 +1,463 @@
-"""What a cabin's gateway is configured with: frozen, validated values."""
+"""The cabin's configuration: the TOML file a technician writes (`CabinSettings`), and what the running parts take.
+
+`load_settings` reads `/etc/cabine/cabin.toml` (or another file), applies command-line overrides
+(`section.key = value`), and refuses unknown keys and bad values with the file, the key and the reason. Everything is
+checked before the cabin starts, so a wrong value never leaves a cabin half started. The file's keys are documented
+one by one in `deploy/cabin.toml` and the README.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, Final
 from urllib.parse import urlsplit
 
+from gateway.devices.gatt.uuids import HEALTH_SERVICE_KEYS
 from gateway.errors import ConfigError
-from gateway.ice import validate_addresses
-from gateway.identity import CabinIdentity
-from gateway.media.sources import SourceSpec, VideoFormat
-from gateway.session import VideoCodec
+from gateway.identity import CabinIdentity, default_key_file
+from gateway.media.spec import SourceSpec, VideoCodec, VideoFormat
+
+DEFAULT_CONFIG_FILE: Final = Path("/etc/cabine/cabin.toml")
+CONFIG_ENV: Final = "CABINE_CONFIG"
+KNOWN_LANGUAGES: Final = ("fr", "en")
+# Standard Bluetooth health services a cabin may allow by name (GATT assigned numbers).
+SERVICES: Final = HEALTH_SERVICE_KEYS
+_MAC: Final = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
+_ADAPTER: Final = re.compile(r"^hci[0-9]{1,3}$")
+
+
+# --- values --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAllowlist:
+    """The cabin's medical devices: by Bluetooth address, or any device offering one of the named services."""
+
+    addresses: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, entries: Sequence[str]) -> DeviceAllowlist:
+        """Raises: ConfigError: an entry is neither an address (AA:BB:CC:DD:EE:FF) nor a known service name."""
+        addresses: list[str] = []
+        services: list[str] = []
+        for entry in entries:
+            text = entry.strip()
+            if _MAC.match(text.upper()):
+                addresses.append(text.upper())
+            elif text.lower() in SERVICES:
+                services.append(text.lower())
+            else:
+                raise ConfigError(
+                    f"{entry!r} is neither a Bluetooth address (AA:BB:CC:DD:EE:FF) nor a service "
+                    f"({', '.join(SERVICES)})"
+                )
+        return cls(tuple(dict.fromkeys(addresses)), tuple(dict.fromkeys(services)))
+
+    @property
+    def service_uuids(self) -> tuple[int, ...]:
+        return tuple(SERVICES[name] for name in self.services)
+
+    @property
+    def entries(self) -> tuple[str, ...]:
+        return (*self.addresses, *self.services)
+
+    def __bool__(self) -> bool:
+        return bool(self.addresses or self.services)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalingSettings:
+    # https://host[:port] (http:// for development); the cabin connects to its /ws/cabin.
+    server: str = ""
+    ca_file: Path | None = None
+    key_file: Path = field(default_factory=default_key_file)
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket base URL: wss:// for https://, ws:// for http://."""
+        scheme, rest = self.server.split("://", 1)
+        return ("wss://" if scheme == "https" else "ws://") + rest.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSettings:
+    source: SourceSpec = SourceSpec("test")
+    width: int = 640
+    height: int = 480
+    fps: int = 30
+    codec: VideoCodec = VideoCodec.VP8
+
+    @property
+    def format(self) -> VideoFormat:
+        return VideoFormat(self.width, self.height, self.fps)
+
+
+@dataclass(frozen=True, slots=True)
+class MicrophoneSettings:
+    source: SourceSpec = SourceSpec("test")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSettings:
+    allow: DeviceAllowlist = DeviceAllowlist()
+    # A BlueZ adapter name such as hci0; None: the system's default adapter.
+    adapter: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenSettings:
+    # The cabin screen on http://127.0.0.1:<port>/; 0: no screen.
+    port: int = 8088
+    # Offered on the screen; the first is the default.
+    languages: tuple[str, ...] = KNOWN_LANGUAGES
+
+
+@dataclass(frozen=True, slots=True)
+class IceSettings:
+    # Gather host candidates only on these addresses; empty: on every address of the machine.
+    addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CallSettings:
+    # Take the citizen as present without the screen's "Commencer" (cabins without a screen).
+    auto_checkin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CabinSettings:
+    """The whole cabin configuration file, validated."""
+
+    signaling: SignalingSettings = SignalingSettings()
+    camera: CameraSettings = CameraSettings()
+    microphone: MicrophoneSettings = MicrophoneSettings()
+    devices: DeviceSettings = DeviceSettings()
+    screen: ScreenSettings = ScreenSettings()
+    ice: IceSettings = IceSettings()
+    calls: CallSettings = CallSettings()
+
+    def to_toml(self) -> str:
+        """The effective configuration as a TOML file (what `cabine gateway config` prints)."""
+        lines: list[str] = []
+        for section in fields(self):
+            lines.append(f"[{section.name}]")
+            for key, (_, render) in SCHEMA[section.name].items():
+                lines.append(f"{key} = {render(getattr(self, section.name), key)}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+# --- parsing one value ---------------------------------------------------------------------------------------
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"must be a string, got {_shown(value)}")
+    return value
+
+
+def _integer(low: int, high: int, *, zero: bool = False) -> Callable[[object], int]:
+    def parse(value: object) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"must be a whole number, got {_shown(value)}")
+        if not (low <= value <= high or (zero and value == 0)):
+            extra = " (or 0 for none)" if zero else ""
+            raise ConfigError(f"must be from {low} to {high}{extra}, got {value}")
+        return value
+
+    return parse
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"must be true or false, got {_shown(value)}")
+    return value
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"must be a list of strings, got {_shown(value)}")
+    return tuple(value)
+
+
+def _server(value: object) -> str:
+    text = _string(value).strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError as exc:
+        raise ConfigError(f"{text!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"must be the server's https:// URL, e.g. https://visio.example.org, got {text!r}")
+    if parts.query or parts.fragment or parts.username:
+        raise ConfigError(f"must have no user, query or fragment, got {text!r}")
+    return text.rstrip("/")
+
+
+def _path(value: object) -> Path:
+    text = _string(value)
+    if not text:
+        raise ConfigError("must not be empty")
+    return Path(text).expanduser()
+
+
+def _optional_path(value: object) -> Path | None:
+    return None if value == "" else _path(value)
+
+
+def _source(*, audio: bool) -> Callable[[object], SourceSpec]:
+    def parse(value: object) -> SourceSpec:
+        return SourceSpec.parse(_string(value), audio=audio)
+
+    return parse
+
+
+def _codec(value: object) -> VideoCodec:
+    text = _string(value).lower()
+    try:
+        return VideoCodec(text)
+    except ValueError:
+        raise ConfigError(f"must be one of {', '.join(c.value for c in VideoCodec)}, got {_shown(value)}") from None
+
+
+def _allowlist(value: object) -> DeviceAllowlist:
+    return DeviceAllowlist.parse(_strings(value))
+
+
+def _adapter(value: object) -> str | None:
+    text = _string(value)
+    if text and not _ADAPTER.match(text):
+        raise ConfigError(f"must be a BlueZ adapter name such as hci0 (or empty for the default), got {text!r}")
+    return text or None
+
+
+def _languages(value: object) -> tuple[str, ...]:
+    codes = tuple(dict.fromkeys(code.lower() for code in _strings(value)))
+    if not codes:
+        raise ConfigError("must name at least one language")
+    for code in codes:
+        if code not in KNOWN_LANGUAGES:
+            raise ConfigError(f"unknown language {code!r}: known are {', '.join(KNOWN_LANGUAGES)}")
+    return codes
+
+
+def _addresses(value: object) -> tuple[str, ...]:
+    found = []
+    for text in _strings(value):
+        try:
+            found.append(str(ipaddress.ip_address(text)))
+        except ValueError:
+            raise ConfigError(f"{text!r} is not an IP address") from None
+    return tuple(found)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    if value is None:
+        return '""'
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def _as(attribute: str | None = None, convert: Callable[[Any], object] | None = None) -> Callable[[Any, str], str]:
+    def render(section: Any, key: str) -> str:
+        value = getattr(section, attribute or key)
+        return _toml(convert(value) if convert else value)
+
+    return render
+
+
+Parser = Callable[[object], object]
+SCHEMA: Final[dict[str, dict[str, tuple[Parser, Callable[[Any, str], str]]]]] = {
+    "signaling": {
+        "server": (_server, _as()),
+        "ca_file": (_optional_path, _as()),
+        "key_file": (_path, _as()),
+    },
+    "camera": {
+        "source": (_source(audio=False), _as()),
+        "width": (_integer(16, 4096), _as()),
+        "height": (_integer(16, 4096), _as()),
+        "fps": (_integer(1, 60), _as()),
+        "codec": (_codec, _as(convert=lambda codec: codec.value)),
+    },
+    "microphone": {"source": (_source(audio=True), _as())},
+    "devices": {
+        "allow": (_allowlist, _as(convert=lambda allow: allow.entries)),
+        "adapter": (_adapter, _as()),
+    },
+    "screen": {
+        "port": (_integer(1, 65535, zero=True), _as()),
+        "languages": (_languages, _as()),
+    },
+    "ice": {"addresses": (_addresses, _as())},
+    "calls": {"auto_checkin": (_boolean, _as())},
+}
+SECTIONS: Final = {
+    "signaling": SignalingSettings,
+    "camera": CameraSettings,
+    "microphone": MicrophoneSettings,
+    "devices": DeviceSettings,
+    "screen": ScreenSettings,
+    "ice": IceSettings,
+    "calls": CallSettings,
+}
+
+
+# --- the file and its overrides ------------------------------------------------------------------------------
+
+
+def settings_from_mapping(data: Mapping[str, Any], origin: str, *, require_server: bool = True) -> CabinSettings:
+    """Validate a parsed configuration; `origin` names where each value came from in error messages.
+
+    Raises:
+        ConfigError: "<origin>: <section.key>: <reason>" for an unknown section or key, or a bad value.
+    """
+    sections: dict[str, Any] = {}
+    for name, values in data.items():
+        if name not in SCHEMA:
+            raise ConfigError(f"{origin}: unknown section [{name}] (known: {', '.join(SCHEMA)})")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{origin}: [{name}] must be a table of keys")
+        parsed: dict[str, object] = {}
+        for key, value in values.items():
+            rule = SCHEMA[name].get(key)
+            if rule is None:
+                raise ConfigError(f"{origin}: {name}.{key}: unknown key (known in [{name}]: {', '.join(SCHEMA[name])})")
+            try:
+                parsed[key] = rule[0](value)
+            except ConfigError as exc:
+                raise ConfigError(f"{origin}: {name}.{key}: {exc}") from None
+        try:
+            sections[name] = SECTIONS[name](**parsed)
+        except TypeError as exc:  # a dataclass refusing a field: a bug in SCHEMA, not the user's
+            raise ConfigError(f"{origin}: [{name}]: {exc}") from None
+    settings = CabinSettings(**sections)
+    camera = settings.camera
+    if camera.width % 2 or camera.height % 2:
+        size = f"{camera.width}x{camera.height}"
+        raise ConfigError(f"{origin}: camera.width/height: the codecs need even sizes, got {size}")
+    if require_server and not settings.signaling.server:
+        raise ConfigError(f"{origin}: signaling.server: required (the signaling server's URL, e.g. --server URL)")
+    return settings
+
+
+def parse_override(text: str) -> tuple[str, str, object]:
+    """`section.key=value` from the command line; the value is read as TOML, or taken as a bare string.
+
+    Raises:
+        ConfigError: not of the form section.key=value.
+    """
+    name, sep, raw = text.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or not section or not key:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. --set camera.fps=15")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return section, key, value
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Raises: ConfigError: the file cannot be read or is not valid TOML (with the line)."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def default_config_file() -> Path | None:
+    """$CABINE_CONFIG, else /etc/cabine/cabin.toml when it exists, else no file (command-line options only)."""
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None
+
+
+def load_settings(
+    path: Path | None,
+    overrides: Sequence[tuple[str, str, object]] = (),
+    *,
+    require_server: bool = True,
+) -> CabinSettings:
+    """The file (if any) with the command line's overrides applied, validated as one.
+
+    Raises:
+        ConfigError: the file is unreadable, or a key or value (from the file or the command line) is wrong.
+    """
+    data: dict[str, Any] = {} if path is None else read_config_file(path)
+    origin = str(path) if path is not None else "command line"
+    from_file = {(section, key) for section, values in data.items() if isinstance(values, dict) for key in values}
+    # The file alone first, so that a mistake is reported against the file, not hidden by an override.
+    settings_from_mapping(data, origin, require_server=False)
+    merged: dict[str, Any] = {name: dict(values) for name, values in data.items()}
+    for section, key, value in overrides:
+        merged.setdefault(section, {})[key] = value
+        from_file.discard((section, key))
+    try:
+        return settings_from_mapping(merged, origin, require_server=require_server)
+    except ConfigError as exc:
+        # A bad value that came from the command line is named as such.
+        text = str(exc)
+        for section, key, _ in overrides:
+            prefix = f"{origin}: {section}.{key}:"
+            if text.startswith(prefix):
+                raise ConfigError(f"--set {section}.{key}:{text[len(prefix) :]}") from None
+        raise
+
+
+def check_resources(settings: CabinSettings) -> None:
+    """What can be checked on this PC before starting: the camera and microphone are there, the files readable.
+
+    Raises:
+        ConfigError: naming the key and the reason.
+    """
+    checks: list[tuple[str, Callable[[], None]]] = [
+        ("camera.source", settings.camera.source.check_available),
+        ("microphone.source", settings.microphone.source.check_available),
+    ]
+    for key, check in checks:
+        try:
+            check()
+        except ConfigError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+    ca_file = settings.signaling.ca_file
+    if ca_file is not None and not ca_file.is_file():
+        raise ConfigError(f"signaling.ca_file: no such file: {ca_file}")
+
+
+# --- what the running parts take -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class CabinConfig:
+    """The resolved configuration the cabin's parts run with (the settings plus the loaded key)."""
+
     cabin_id: str
-    # Base URL of signaling, e.g. wss://signaling.example.org:8443 (ws:// only with the development flag).
+    # Base URL of signaling, e.g. wss://signaling.example.org:8443 (ws:// only for development).
     signaling_url: str
     # The cabin's own key (made by `cabine cabin enroll`); it signs a fresh proof for each connection.
     identity: CabinIdentity = field(repr=False)
@@ -26,12 +467,13 @@ class CabinConfig:
     video_format: VideoFormat = VideoFormat()
     # None: every address of the machine (plus loopback); a tuple: exactly these.
     ice_addresses: tuple[str, ...] | None = None
-    # Bluetooth addresses of the cabin's own medical devices; others are ignored.
-    device_allowlist: tuple[str, ...] = ()
+    # The cabin's own medical devices; others are ignored.
+    devices: DeviceAllowlist = DeviceAllowlist()
+    bluetooth_adapter: str | None = None
     stamp_video: bool = False
-    # None: offer every video codec aiortc has (VP8 first); else only this one.
+    # The video codec offered first; the others follow as fallbacks (None: aiortc's order, VP8 first).
     video_codec: VideoCodec | None = None
-    # Without a kiosk screen (demos, benchmarks), the citizen is taken as present for open appointments.
+    # Without a cabin screen (demos, benchmarks), the citizen is taken as present for open appointments.
     auto_checkin: bool = False
     reconnect_max_delay: float = 10.0
 
@@ -44,7 +486,29 @@ class CabinConfig:
         if parts.scheme not in ("wss", "ws") or not parts.hostname:
             raise ConfigError(f"signaling_url must be wss://host[:port], got {self.signaling_url!r}")
         if self.ice_addresses is not None:
-            validate_addresses(self.ice_addresses)
+            _addresses(list(self.ice_addresses))
+
+    @classmethod
+    def from_settings(cls, settings: CabinSettings, identity: CabinIdentity, **extra: Any) -> CabinConfig:
+        camera = settings.camera
+        return cls(
+            cabin_id=identity.cabin_id,
+            signaling_url=settings.signaling.ws_url,
+            identity=identity,
+            ca_file=settings.signaling.ca_file,
+            video=camera.source,
+            audio=settings.microphone.source,
+            video_format=camera.format,
+            ice_addresses=settings.ice.addresses or None,
+            devices=settings.devices.allow,
+            bluetooth_adapter=settings.devices.adapter,
+            video_codec=camera.codec,
+            auto_checkin=settings.calls.auto_checkin,
+            **extra,
+        )
 
     def ws_url(self) -> str:
         return self.signaling_url.rstrip("/") + "/ws/cabin"
+
+    def with_changes(self, **changes: Any) -> CabinConfig:
+        return replace(self, **changes)

@@ -6,6 +6,7 @@ cabin id, a unique id so that a captured proof cannot be replayed, and an expiry
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,21 @@ from gateway.errors import ConfigError
 from signaling.protocol import PROOF_AUDIENCE
 
 PROOF_LIFETIME: Final = timedelta(seconds=60)
+SYSTEM_KEY_DIR: Final = Path("/etc/cabine")
+LOCAL_KEY_FILE: Final = Path(".cabine/cabin.key")
+
+
+def default_key_file() -> Path:
+    """Where the cabin's key is by default, for `cabine cabin enroll` and `cabine gateway` alike.
+
+    /etc/cabine/cabin.key when it exists or this user may create it there, else .cabine/cabin.key (a development
+    machine, or a cabin enrolled without administrator rights).
+    """
+    system = SYSTEM_KEY_DIR / "cabin.key"
+    if system.exists():
+        return system
+    parent = SYSTEM_KEY_DIR if SYSTEM_KEY_DIR.is_dir() else SYSTEM_KEY_DIR.parent
+    return system if os.access(parent, os.W_OK | os.X_OK) else LOCAL_KEY_FILE
 
 
 class CabinIdentity:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -15,7 +14,6 @@ from aiortc import (
     RTCDataChannel,
     RTCIceServer,
     RTCPeerConnection,
-    RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
@@ -26,6 +24,7 @@ from gateway.devices import fhir
 from gateway.devices.readings import Reading
 from gateway.errors import GatewayError
 from gateway.lifecycle import AsyncResource, cancel_and_wait
+from gateway.media.codecs import VideoCodec, prefer_video_codec
 from gateway.media.relay import TrackRelay
 from gateway.media.sources import MediaSources
 from gateway.vitals import (
@@ -44,25 +43,6 @@ from signaling.protocol import AppointmentKind, IceServer
 log = logging.getLogger("cabine.gateway.session")
 
 
-class VideoCodec(enum.StrEnum):
-    """A video codec the cabin can be told to prefer (None keeps aiortc's order: VP8, then H264)."""
-
-    VP8 = "vp8"
-    H264 = "h264"
-
-    @property
-    def mime_type(self) -> str:
-        return "video/VP8" if self is VideoCodec.VP8 else "video/H264"
-
-
-def prefer_video_codec(transceiver: RTCRtpTransceiver, codec: VideoCodec) -> None:
-    """Offer only `codec` (and its retransmission format) on a video transceiver."""
-    capabilities = RTCRtpSender.getCapabilities("video").codecs
-    chosen = [c for c in capabilities if c.mimeType.lower() == codec.mime_type.lower()]
-    rtx = [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
-    transceiver.setCodecPreferences(chosen + rtx)
-
-
 def own_stream(transceiver: RTCRtpTransceiver) -> None:
     """Send this transceiver's track in a media stream of its own (aiortc puts every track in one stream).
 
@@ -75,6 +55,18 @@ def own_stream(transceiver: RTCRtpTransceiver) -> None:
 
 class SessionError(GatewayError, RuntimeError):
     """A call could not be set up."""
+
+
+class VideoRejected(SessionError):
+    """The professional's browser can decode none of the cabin's video codecs (its answer rejects the video)."""
+
+
+def video_rejected(sdp: str) -> bool:
+    """Whether an answer rejects the video section (port 0), as a browser without a common codec answers."""
+    for line in sdp.splitlines():
+        if line.startswith("m=video "):
+            return line.split()[1] == "0"
+    return False
 
 
 class PrivacyError(GatewayError, PermissionError):
@@ -114,7 +106,9 @@ class CallSession(AsyncResource):
         label: str = "",
         self_view: bool = False,
         video_codec: VideoCodec | None = None,
+        video: bool = True,
     ) -> None:
+        """`video=False`: a call without any video section (after a professional's browser refused the video)."""
         if kind is AppointmentKind.MEDICAL and outbox is None:
             raise ValueError("a medical call needs a vitals outbox")
         if kind is not AppointmentKind.MEDICAL and outbox is not None:
@@ -123,11 +117,13 @@ class CallSession(AsyncResource):
         self.kind = kind
         self.stats = CallStats()
         self.label = label or f"apt {appointment_id[:12]}"
+        self.ice_servers = ice_servers
         self._pc = RTCPeerConnection(configuration=rtc_configuration(ice_servers))
         self._sources = sources
         self._outbox = outbox
         self._on_request = on_measurement_request
         self._video_codec = video_codec
+        self.video = video
         self._channel: RTCDataChannel | None = None
         self._device_states: dict[str, dict[str, object]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -143,12 +139,17 @@ class CallSession(AsyncResource):
         self._pc.on("connectionstatechange", self._on_state)
 
     @property
+    def sources(self) -> MediaSources:
+        """The call's camera and microphone (their meters answer a self-test during the call)."""
+        return self._sources
+
+    @property
     def connection_state(self) -> str:
         return str(self._pc.connectionState)
 
     async def create_offer(self) -> str:
         """Add the cabin's tracks (and the vitals channel for medical calls) and return the offer's SDP."""
-        video = self._sources.video
+        video = self._sources.video if self.video else None
         if video is not None and self._self_view:
             self._local_video = TrackRelay(video, label=f"{self.label} camera")
             video = self._local_video.subscribe(keep=2)
@@ -156,12 +157,13 @@ class CallSession(AsyncResource):
             self._pc.addTransceiver(self._sources.audio, direction="sendrecv")
         else:
             self._pc.addTransceiver("audio", direction="recvonly")
-        video_transceiver = self._pc.addTransceiver(video if video is not None else "video", direction="sendrecv")
-        if video is None:
-            video_transceiver.direction = "recvonly"
-        own_stream(video_transceiver)
-        if self._video_codec is not None:
-            prefer_video_codec(video_transceiver, self._video_codec)
+        if self.video:
+            video_transceiver = self._pc.addTransceiver(video if video is not None else "video", direction="sendrecv")
+            if video is None:
+                video_transceiver.direction = "recvonly"
+            own_stream(video_transceiver)
+            if self._video_codec is not None:
+                prefer_video_codec(video_transceiver, self._video_codec)
         if self._outbox is not None:
             self._channel = self._pc.createDataChannel(CHANNEL_LABEL, ordered=True)
             self._channel.on("open", self._on_channel_open)
@@ -171,7 +173,9 @@ class CallSession(AsyncResource):
         return str(self._pc.localDescription.sdp)
 
     async def accept_answer(self, sdp: str) -> None:
-        """Raises: SessionError: the answer is not acceptable."""
+        """Raises: VideoRejected: the browser cannot decode the cabin's video; SessionError: another refusal."""
+        if self.video and video_rejected(sdp):
+            raise VideoRejected("the professional's browser decodes none of the cabin's video codecs")
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except (ValueError, AttributeError, KeyError, IndexError) as exc:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Final
 
 import aiohttp
 
@@ -15,6 +18,12 @@ from gateway.lifecycle import AsyncResource
 from signaling.protocol import Error, Hello, Message, ProtocolError, Welcome, dump, parse
 
 log = logging.getLogger("cabine.gateway.signaling")
+
+# Every network wait is bounded: reaching the server and being welcomed, and each send. Receiving is bounded by the
+# WebSocket heartbeat (a ping every HEARTBEAT s; no pong within half of it closes the connection).
+CONNECT_TIMEOUT: Final = 15.0
+SEND_TIMEOUT: Final = 10.0
+HEARTBEAT: Final = 15.0
 
 
 class SignalingUnavailable(GatewayError, ConnectionError):
@@ -33,6 +42,10 @@ class SignalingClient(AsyncResource):
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self.welcome: Welcome | None = None
+        # Seconds from our hello to the server's welcome, and when (Unix time) the welcome arrived: with the
+        # welcome's server_time they give the clock offset to the server.
+        self.round_trip: float | None = None
+        self.welcomed_at: float | None = None
 
     def _ssl(self) -> ssl.SSLContext | bool:
         if self._config.ca_file is not None:
@@ -41,7 +54,13 @@ class SignalingClient(AsyncResource):
 
     async def __aenter__(self) -> SignalingClient:
         try:
-            await self._connect()
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await self._connect()
+        except TimeoutError:
+            await self.close()
+            raise SignalingUnavailable(
+                f"no welcome from signaling at {self._config.signaling_url} within {CONNECT_TIMEOUT:g} s"
+            ) from None
         except BaseException:
             await self.close()
             raise
@@ -53,13 +72,16 @@ class SignalingClient(AsyncResource):
             self._ws = await self._session.ws_connect(
                 self._config.ws_url(),
                 ssl=self._ssl(),
-                heartbeat=15.0,
+                heartbeat=HEARTBEAT,
                 timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
             )
         except (aiohttp.ClientError, OSError) as exc:
             raise SignalingUnavailable(f"cannot reach signaling at {self._config.signaling_url}: {exc}") from exc
+        sent = time.monotonic()
         await self.send(Hello(token=self._config.identity.proof(datetime.now(UTC))))
         first = await self._receive()
+        self.round_trip = time.monotonic() - sent
+        self.welcomed_at = time.time()
         if isinstance(first, Error):
             raise SignalingRefused(f"signaling refused this cabin: {first.message} ({first.code})")
         if not isinstance(first, Welcome):
@@ -70,7 +92,10 @@ class SignalingClient(AsyncResource):
         if self._ws is None or self._ws.closed:
             raise SignalingUnavailable("not connected to signaling")
         try:
-            await self._ws.send_str(dump(message))
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await self._ws.send_str(dump(message))
+        except TimeoutError:
+            raise SignalingUnavailable(f"signaling did not take a message within {SEND_TIMEOUT:g} s") from None
         except (ConnectionError, aiohttp.ClientError) as exc:
             raise SignalingUnavailable(f"lost signaling while sending: {exc}") from exc
 

@@ -1,47 +1,62 @@
-"""Calls for help from cabins: the open alerts that operators see and resolve, kept in memory on the Hub.
+"""What operators must see and deal with: calls for help and cabin incidents, kept in memory. Pure: no I/O.
 
-The core (Alert, AlertBook) does no I/O. `help_requested` is the WebSocket side: a cabin's "help" message opens
-(or repeats) its alert, writes an audit row, and answers the cabin so that its screen can say "help is coming".
-A call for help is never refused: an appointment id that is not the cabin's is dropped, the alert still opens.
-The HTTP side (operator API and page) is in signaling/alerts_api.py.
+A citizen's call for help opens one alert per cabin (pressing again adds a press). A cabin's incident (camera
+unavailable, a device missing...) opens one alert per (cabin, kind, subject), and the cabin closes it when the
+incident is over. Operators resolve either kind. The hub (signaling/hub.py) feeds the book and tells the cabins;
+the HTTP side (signaling/http/alerts.py) shows and resolves alerts.
 """
 
 from __future__ import annotations
 
-import logging
+import enum
 import secrets
 from collections import deque
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from signaling.errors import SignalingError
-from signaling.models import AuditAction
-from signaling.protocol import HelpRequest, HelpStatus
-
-if TYPE_CHECKING:
-    from signaling.ws import Client, Hub
-
-log = logging.getLogger("cabine.signaling.alerts")
+from signaling.protocol import IncidentKind
 
 # Resolved alerts remembered so that resolving twice answers the same (and the page can show what just closed).
 RECENTLY_RESOLVED: Final = 50
+# Bounds memory if something misbehaves; real cabins stay far below.
 MAX_OPEN: Final = 1000
+MAX_INCIDENTS_PER_CABIN: Final = 16
 
 
 class AlertNotFound(SignalingError, LookupError):
     """No open or recently resolved alert has this id."""
 
 
+class AlertKind(enum.StrEnum):
+    """A call for help, or one of the incidents a cabin reports (same names as `IncidentKind`)."""
+
+    HELP = "help"
+    CAMERA_UNAVAILABLE = "camera-unavailable"
+    MICROPHONE_UNAVAILABLE = "microphone-unavailable"
+    DEVICE_MISSING = "device-missing"
+    BLUETOOTH_UNAVAILABLE = "bluetooth-unavailable"
+
+    @classmethod
+    def of_incident(cls, kind: IncidentKind) -> AlertKind:
+        return cls(kind.value)
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One cabin's call for help; pressing again while it is open adds a press, not a second alert."""
+    """One open (or just resolved) alert; raising it again while open counts a press, not a second alert."""
 
     id: str
     cabin_id: str
     appointment_id: str | None
     raised_at: datetime
     last_pressed_at: datetime
+    kind: AlertKind = AlertKind.HELP
+    # Tells one incident from another of the same kind (a device's address); "" for a call for help.
+    subject: str = ""
+    # The cabin's own words about an incident (never health data: which part fails, and how).
+    detail: str = ""
     presses: int = 1
     resolved_at: datetime | None = None
     resolved_by: str = ""
@@ -50,10 +65,17 @@ class Alert:
     def open(self) -> bool:
         return self.resolved_at is None
 
+    @property
+    def key(self) -> tuple[str, AlertKind, str]:
+        return (self.cabin_id, self.kind, self.subject)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "kind": self.kind.value,
             "cabin_id": self.cabin_id,
+            "subject": self.subject,
+            "detail": self.detail,
             "appointment_id": self.appointment_id,
             "raised_at": self.raised_at.isoformat(),
             "last_pressed_at": self.last_pressed_at.isoformat(),
@@ -68,15 +90,21 @@ class Alert:
 
 
 class AlertBook:
-    """Open alerts, at most one per cabin, oldest first; a few recently resolved ones. No I/O."""
+    """Open alerts, at most one per (cabin, kind, subject), oldest first; a few recently resolved ones. No I/O."""
 
     def __init__(self) -> None:
-        self._open: dict[str, Alert] = {}  # by cabin id
+        self._open: dict[tuple[str, AlertKind, str], Alert] = {}
         self._resolved: deque[Alert] = deque(maxlen=RECENTLY_RESOLVED)
 
+    def __len__(self) -> int:
+        return len(self._open)
+
     def raise_alert(self, cabin_id: str, appointment_id: str | None, now: datetime) -> tuple[Alert, bool]:
-        """Open the cabin's alert, or add a press to its open one; returns (alert, whether it is new)."""
-        current = self._open.get(cabin_id)
+        """Open the cabin's call for help, or add a press to its open one; returns (alert, whether it is new).
+
+        A call for help is never refused: at the memory bound, the oldest open alert is answered instead.
+        """
+        current = self._open.get((cabin_id, AlertKind.HELP, ""))
         if current is not None:
             updated = replace(
                 current,
@@ -84,26 +112,66 @@ class AlertBook:
                 last_pressed_at=now,
                 appointment_id=current.appointment_id or appointment_id,
             )
-            self._open[cabin_id] = updated
+            self._open[updated.key] = updated
             return updated, False
         if len(self._open) >= MAX_OPEN:
-            # Cannot happen with real cabins; bounds memory if something misbehaves. The oldest is kept.
-            oldest = min(self._open.values(), key=lambda a: a.raised_at)
-            return oldest, False
+            return min(self._open.values(), key=lambda a: a.raised_at), False
         alert = Alert(
             id=Alert.new_id(), cabin_id=cabin_id, appointment_id=appointment_id, raised_at=now, last_pressed_at=now
         )
-        self._open[cabin_id] = alert
+        self._open[alert.key] = alert
         return alert, True
 
-    def open_alerts(self) -> list[Alert]:
-        return sorted(self._open.values(), key=lambda a: a.raised_at)
+    def open_incident(
+        self, cabin_id: str, kind: IncidentKind, subject: str, detail: str, now: datetime
+    ) -> tuple[Alert | None, bool]:
+        """Open an incident's alert, or refresh the open one; returns (alert, whether it is new).
+
+        The alert is None when the cabin already has MAX_INCIDENTS_PER_CABIN open (or the book is full): the
+        incident is then dropped, the open ones still show that the cabin needs someone.
+        """
+        key = (cabin_id, AlertKind.of_incident(kind), subject)
+        current = self._open.get(key)
+        if current is not None:
+            updated = replace(current, presses=current.presses + 1, last_pressed_at=now, detail=detail)
+            self._open[key] = updated
+            return updated, False
+        of_cabin = sum(1 for a in self._open.values() if a.cabin_id == cabin_id and a.kind is not AlertKind.HELP)
+        if of_cabin >= MAX_INCIDENTS_PER_CABIN or len(self._open) >= MAX_OPEN:
+            return None, False
+        alert = Alert(
+            id=Alert.new_id(),
+            cabin_id=cabin_id,
+            appointment_id=None,
+            raised_at=now,
+            last_pressed_at=now,
+            kind=key[1],
+            subject=subject,
+            detail=detail,
+        )
+        self._open[key] = alert
+        return alert, True
+
+    def clear_incident(self, cabin_id: str, kind: IncidentKind, subject: str, now: datetime) -> Alert | None:
+        """The cabin says the incident is over: resolve its alert; None if none was open."""
+        alert = self._open.pop((cabin_id, AlertKind.of_incident(kind), subject), None)
+        if alert is None:
+            return None
+        resolved = replace(alert, resolved_at=now, resolved_by="cabin")
+        self._resolved.append(resolved)
+        return resolved
+
+    def open_alerts(self, kind: AlertKind | None = None) -> list[Alert]:
+        """Open alerts (of one kind, if given), oldest first."""
+        alerts = [a for a in self._open.values() if kind is None or a.kind is kind]
+        return sorted(alerts, key=lambda a: a.raised_at)
 
     def recently_resolved(self) -> list[Alert]:
         return list(reversed(self._resolved))
 
-    def for_cabin(self, cabin_id: str) -> Alert | None:
-        return self._open.get(cabin_id)
+    def for_cabin(self, cabin_id: str) -> list[Alert]:
+        """The cabin's open alerts, oldest first."""
+        return [a for a in self.open_alerts() if a.cabin_id == cabin_id]
 
     def resolve(self, alert_id: str, now: datetime, by: str) -> tuple[Alert, bool]:
         """Close an alert; returns (alert, whether this call closed it). Idempotent for recent alerts.
@@ -111,9 +179,9 @@ class AlertBook:
         Raises:
             AlertNotFound: no open or recently resolved alert has this id.
         """
-        for cabin_id, alert in self._open.items():
+        for key, alert in self._open.items():
             if alert.id == alert_id:
-                del self._open[cabin_id]
+                del self._open[key]
                 resolved = replace(alert, resolved_at=now, resolved_by=by)
                 self._resolved.append(resolved)
                 return resolved, True
@@ -121,26 +189,3 @@ class AlertBook:
             if alert.id == alert_id:
                 return alert, False
         raise AlertNotFound(f"no alert {alert_id!r}")
-
-
-async def help_requested(hub: Hub, client: Client, message: HelpRequest) -> None:
-    """A cabin's call for help: open or repeat its alert, audit it, and tell the cabin it was received."""
-    cabin_id = client.subject
-    appointment_id = message.appointment_id
-    detail = ""
-    if appointment_id is not None:
-        appointment = hub.config.store.get_appointment(appointment_id)
-        if appointment is None or appointment.cabin_id != cabin_id:
-            detail = "named an appointment that is not this cabin's; "
-            appointment_id = None
-    alert, new = hub.alerts.raise_alert(cabin_id, appointment_id, hub.config.clock())
-    log.warning("%s: CALL FOR HELP, alert %s (press %d)", client.label, alert.id, alert.presses)
-    hub.audit(
-        AuditAction.HELP_REQUESTED,
-        "citizen",
-        appointment_id=appointment_id,
-        cabin_id=cabin_id,
-        address=client.peer,
-        detail=f"{detail}alert {alert.id}" + ("" if new else f", press {alert.presses}"),
-    )
-    await client.send(HelpStatus(alert_id=alert.id, open=True))

@@ -13,11 +13,12 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 from aiohttp.web_request import BaseRequest
 
-from signaling import pages
-from signaling.alerts_api import add_alert_routes
-from signaling.api import ON_APPOINTMENT_CREATED, ON_CABIN_DISABLED, ON_CANCEL, add_api_routes
 from signaling.config import ServerConfig
-from signaling.ws import CONFIG, HUB, Hub, websocket
+from signaling.forwarding import forwarded_client
+from signaling.http import alerts, appointments, cabins, pages, rest
+from signaling.hub import Hub
+from signaling.keys import CLIENT_ADDRESS, CONFIG, HUB, ON_APPOINTMENT_CREATED, ON_CABIN_DISABLED, ON_CANCEL
+from signaling.ws import websocket
 
 log = logging.getLogger("cabine.signaling")
 
@@ -25,11 +26,13 @@ _TOKEN_IN_PATH = re.compile(r"^(/join/)[^/?#]+")
 
 
 class RedactingAccessLogger(AbstractAccessLogger):
-    """Access log lines without the credential that a join link carries in its path."""
+    """Access log lines without the credential that a join link carries in its path; behind a trusted proxy, with
+    the client's forwarded address."""
 
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
         path = _TOKEN_IN_PATH.sub(lambda m: m.group(1) + "<token>", request.path)
-        self.logger.info('%s "%s %s" %s %.1fms', request.remote, request.method, path, response.status, time * 1000)
+        address = request.get(CLIENT_ADDRESS) or request.remote
+        self.logger.info('%s "%s %s" %s %.1fms', address, request.method, path, response.status, time * 1000)
 
 
 @web.middleware
@@ -44,19 +47,41 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return web.json_response({"error": "internal error"}, status=500)
 
 
-async def _hub(app: web.Application) -> AsyncIterator[None]:
+@web.middleware
+async def forwarded_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Behind a trusted proxy, handlers see the client's address as `request.remote` (audit, logs, limits)."""
+    proxies = request.app[CONFIG].trusted_proxies
+    if not proxies:
+        return await handler(request)
+    client = forwarded_client(
+        request.remote,
+        request.headers.getall("X-Forwarded-For", ()),
+        request.headers.get("X-Forwarded-Proto"),
+        proxies,
+    )
+    if client.address is None or (client.address == request.remote and client.scheme is None):
+        return await handler(request)
+    request[CLIENT_ADDRESS] = client.address  # the access log sees this original request
+    if client.scheme is None:
+        return await handler(request.clone(remote=client.address))
+    return await handler(request.clone(remote=client.address, scheme=client.scheme))
+
+
+async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB]
+    interval = app[CONFIG].refresh_interval
 
-    async def refresh() -> None:
-        # Windows open and appointments are added while a cabin is connected: keep its screen current.
+    async def loop() -> None:
+        # Windows open and appointments are added while a cabin is connected: keep its screen current; and
+        # forget the rooms of appointments that are over.
         while True:
-            await asyncio.sleep(30)
+            await asyncio.sleep(interval)
             try:
-                await hub.refresh_schedules()
+                await hub.housekeeping()
             except Exception:
-                log.exception("schedule refresh failed")
+                log.exception("housekeeping failed")
 
-    task = asyncio.create_task(refresh(), name="schedule-refresh")
+    task = asyncio.create_task(loop(), name="signaling-housekeeping")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -66,22 +91,19 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: ServerConfig) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[errors_middleware, forwarded_middleware], client_max_size=64 * 1024)
     app[CONFIG] = config
     hub = Hub(config)
     app[HUB] = hub
     app[ON_CANCEL] = hub.appointment_cancelled
     app[ON_CABIN_DISABLED] = hub.cabin_disabled
     app[ON_APPOINTMENT_CREATED] = hub.appointment_created
-    app.cleanup_ctx.append(_hub)
-    app.router.add_get("/", pages.index)
-    app.router.add_get("/healthz", pages.health)
-    app.router.add_get("/favicon.ico", pages.favicon)
-    app.router.add_get("/join", pages.join_without_token)
-    app.router.add_get("/join/", pages.join_without_token)
-    app.router.add_get("/join/{token}", pages.join)
+    app.cleanup_ctx.append(_housekeeping)
+    pages.add_routes(app)
     app.router.add_get("/ws/{role}", websocket)
     app.router.add_static("/static/", config.webclient_dir, follow_symlinks=False)
-    add_alert_routes(app)  # before the API's catch-all for unknown endpoints
-    add_api_routes(app)
+    alerts.add_routes(app)
+    appointments.add_routes(app)
+    cabins.add_routes(app)
+    rest.add_catch_all(app)  # last: it answers every other /api/v1 path
     return app

@@ -14,6 +14,7 @@ from typing import Final
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from signaling.errors import SignalingError
 from signaling.models import Cabin
 from signaling.protocol import PROOF_AUDIENCE
 from signaling.tokens import LEEWAY_SECONDS, TokenError, TokenRefusal
@@ -21,20 +22,44 @@ from signaling.tokens import LEEWAY_SECONDS, TokenError, TokenRefusal
 MAX_PROOF_LIFETIME: Final = 300
 
 
+# A gateway reconnecting with backoff makes a few connections a minute; many more live proofs is a misbehaving cabin.
+MAX_LIVE_PROOFS_PER_CABIN: Final = 64
+
+
+class TooManyProofs(SignalingError, RuntimeError):
+    """A cabin presented more live proofs than any gateway needs: refused until the older ones expire."""
+
+
 @dataclass(slots=True)
 class ReplayCache:
-    """Proof ids seen, each kept until its expiry (Unix seconds)."""
+    """Proof ids seen, per cabin, each kept until its expiry (Unix seconds). Bounded: MAX_LIVE_PROOFS_PER_CABIN
+    per cabin, and only enrolled cabins (whose signature was checked) get an entry."""
 
-    _seen: dict[str, float] = field(default_factory=dict)
+    max_per_cabin: int = MAX_LIVE_PROOFS_PER_CABIN
+    _seen: dict[str, dict[str, float]] = field(default_factory=dict)
 
-    def check_and_add(self, token_id: str, expires: float, now: float) -> bool:
-        """False if `token_id` was already seen and has not expired."""
-        if len(self._seen) > 1024:
-            self._seen = {k: v for k, v in self._seen.items() if v > now}
-        if token_id in self._seen and self._seen[token_id] > now:
+    def __len__(self) -> int:
+        return sum(len(ids) for ids in self._seen.values())
+
+    def check_and_add(self, cabin_id: str, token_id: str, expires: float, now: float) -> bool:
+        """False if `token_id` was already seen for this cabin and has not expired.
+
+        Raises:
+            TooManyProofs: the cabin already has `max_per_cabin` live proofs.
+        """
+        seen = {k: v for k, v in self._seen.get(cabin_id, {}).items() if v > now}
+        self._seen[cabin_id] = seen
+        if token_id in seen:
             return False
-        self._seen[token_id] = expires
+        if len(seen) >= self.max_per_cabin:
+            raise TooManyProofs(f"too many connections from cabin {cabin_id!r}: try again in a few minutes")
+        seen[token_id] = expires
         return True
+
+    def prune(self, now: float) -> None:
+        """Forget the proofs that expired (periodically, so that a cabin that stopped connecting costs nothing)."""
+        live = {cabin_id: {k: v for k, v in ids.items() if v > now} for cabin_id, ids in self._seen.items()}
+        self._seen = {cabin_id: ids for cabin_id, ids in live.items() if ids}
 
 
 def verify_cabin_proof(
@@ -44,6 +69,7 @@ def verify_cabin_proof(
 
     Raises:
         TokenError: missing, unreadable, wrong role, unknown or disabled cabin, bad signature, expired, replayed.
+        TooManyProofs: the cabin has too many live proofs (a flood of connections).
     """
     if not token:
         raise TokenError(TokenRefusal.MISSING)
@@ -80,6 +106,6 @@ def verify_cabin_proof(
         raise TokenError(TokenRefusal.NOT_YET_VALID, "proof issued in the future or too long-lived")
     if stamp - LEEWAY_SECONDS >= expires:
         raise TokenError(TokenRefusal.EXPIRED)
-    if not replays.check_and_add(token_id, expires + LEEWAY_SECONDS, stamp):
+    if not replays.check_and_add(cabin.id, token_id, expires + LEEWAY_SECONDS, stamp):
         raise TokenError(TokenRefusal.REPLAYED)
     return cabin

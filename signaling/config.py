@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from signaling.forwarding import Network
 from signaling.protocol import IceServer
 from signaling.store import Store
 from signaling.tokens import TokenSigner
@@ -43,6 +44,14 @@ class ServerConfig:
     # Token bucket per connection: a burst of ICE candidates is fine, a flood is not.
     rate_burst: int = 60
     rate_per_second: float = 20.0
+    # Reverse proxies (nginx...) whose X-Forwarded-For is believed; from any other peer it is ignored.
+    trusted_proxies: tuple[Network, ...] = ()
+    # How long POST /api/v1/cabins/{id}/selftest waits for the cabin's report.
+    selftest_timeout: float = 30.0
+    # Every this many seconds: cabins' schedules refreshed, rooms of appointments that are over forgotten.
+    refresh_interval: float = 30.0
+    # A call still going when its window ends may run this much longer; then its room is closed.
+    overtime: timedelta = timedelta(minutes=15)
 
     def operator_key_ok(self, key: str) -> bool:
         digest = hash_api_key(key)

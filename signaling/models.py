@@ -65,6 +65,15 @@ class Appointment:
     def is_open(self, now: datetime) -> bool:
         return not self.cancelled and self.opens_at <= now < self.ends_at
 
+    def overlaps(self, other: Appointment) -> bool:
+        """Both are booked (not cancelled) for the same cabin at times that overlap (back to back is fine)."""
+        return (
+            self.cabin_id == other.cabin_id
+            and not (self.cancelled or other.cancelled)
+            and self.starts_at < other.ends_at
+            and other.starts_at < self.ends_at
+        )
+
     @property
     def is_medical(self) -> bool:
         return self.kind is AppointmentKind.MEDICAL
@@ -124,6 +133,9 @@ class AuditAction(enum.StrEnum):
     CABIN_DISCONNECTED = "cabin-disconnected"
     HELP_REQUESTED = "help-requested"
     HELP_RESOLVED = "help-resolved"
+    SELFTEST_REQUESTED = "selftest-requested"
+    INCIDENT_OPENED = "incident-opened"
+    INCIDENT_CLEARED = "incident-cleared"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,12 +4,16 @@ A cabin is connected once (one gateway connection carries all of that cabin's ap
 connected to one appointment. The citizen checks in at the cabin (presence), the professional admits them, and
 only then may the cabin make its offer: no media flows before admission. Admission lasts for the appointment, so a
 professional who reloads the page, or a cabin whose link blinks, is back in the call without a second admission.
+
+A room lives no longer than its appointment: `sweep` forgets the rooms whose window has ended (a call still going
+gets a little overtime), and `end` forgets a cancelled one, so that memory stays bounded by the appointments open now.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from signaling.errors import SignalingError
@@ -32,11 +36,22 @@ class Negotiation(enum.StrEnum):
     ANSWERED = "answered"
 
 
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """What a room needs to know about its appointment: whose it is, its kind, and when it is over."""
+
+    appointment_id: str
+    cabin_id: str
+    kind: AppointmentKind
+    ends_at: datetime
+
+
 @dataclass(slots=True)
 class Room(Generic[C]):
     appointment_id: str
     cabin_id: str
     kind: AppointmentKind
+    ends_at: datetime
     professional: C | None = None
     citizen_present: bool = False
     admitted: bool = False
@@ -81,11 +96,14 @@ class Rooms(Generic[C]):
         """Both ends are here and the citizen was admitted: the call can (re)start."""
         return room.admitted and room.professional is not None and room.cabin_id in self._cabins
 
-    def _room(self, appointment_id: str, cabin_id: str, kind: AppointmentKind) -> Room[C]:
-        room = self._rooms.get(appointment_id)
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    def _room(self, slot: Slot) -> Room[C]:
+        room = self._rooms.get(slot.appointment_id)
         if room is None:
-            room = Room(appointment_id=appointment_id, cabin_id=cabin_id, kind=kind)
-            self._rooms[appointment_id] = room
+            room = Room(slot.appointment_id, slot.cabin_id, slot.kind, slot.ends_at)
+            self._rooms[slot.appointment_id] = room
         return room
 
     def _forget_if_empty(self, room: Room[C]) -> None:
@@ -112,17 +130,15 @@ class Rooms(Generic[C]):
             room.negotiation = Negotiation.IDLE
         return rooms
 
-    def set_presence(
-        self, appointment_id: str, cabin_id: str, kind: AppointmentKind, present: bool, conn: C
-    ) -> Room[C]:
+    def set_presence(self, slot: Slot, present: bool, conn: C) -> Room[C]:
         """The citizen checked in (or left) at the cabin.
 
         Raises:
             RoomError: `conn` is not that cabin's current connection.
         """
-        if self._cabins.get(cabin_id) is not conn:
+        if self._cabins.get(slot.cabin_id) is not conn:
             raise RoomError("not your appointment", CloseCode.FORBIDDEN)
-        room = self._room(appointment_id, cabin_id, kind)
+        room = self._room(slot)
         room.citizen_present = present
         if not present:
             # The citizen left the cabin: the next person must be admitted anew.
@@ -132,13 +148,13 @@ class Rooms(Generic[C]):
 
     # --- professionals ---------------------------------------------------------------------------------------
 
-    def attach_professional(self, appointment_id: str, cabin_id: str, kind: AppointmentKind, conn: C) -> Room[C]:
+    def attach_professional(self, slot: Slot, conn: C) -> Room[C]:
         """Put a professional in the appointment's room.
 
         Raises:
             RoomError: another professional is already connected with this link.
         """
-        room = self._room(appointment_id, cabin_id, kind)
+        room = self._room(slot)
         if room.professional is not None and room.professional is not conn:
             raise RoomError("someone is already connected with this link", CloseCode.CONFLICT)
         room.professional = conn
@@ -172,6 +188,21 @@ class Rooms(Generic[C]):
     def end(self, appointment_id: str) -> Room[C] | None:
         """Forget a room (appointment cancelled or over); returns it so its connections can be told."""
         return self._rooms.pop(appointment_id, None)
+
+    def sweep(self, now: datetime, overtime: timedelta) -> list[Room[C]]:
+        """Forget the rooms whose appointment is over at `now`; returns them so their connections can be told.
+
+        A room is over once its window has ended, whoever is still in it; a call still going (its professional is
+        connected) is given `overtime` more to finish.
+        """
+        over = [
+            room
+            for room in self._rooms.values()
+            if room.ends_at + (overtime if room.professional is not None else timedelta(0)) <= now
+        ]
+        for room in over:
+            del self._rooms[room.appointment_id]
+        return over
 
     # --- relay -----------------------------------------------------------------------------------------------
 

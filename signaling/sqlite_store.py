@@ -7,6 +7,7 @@ no column for health data: who joined, was admitted, left or was refused, the ac
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,7 @@ from typing import Final
 
 from signaling.models import Appointment, AuditAction, AuditEvent, Cabin, ModelError, NotFound
 from signaling.protocol import AppointmentKind
-from signaling.store import DuplicateId, StoreError, UnknownCabin
+from signaling.store import DuplicateId, Overlap, StoreError, UnknownCabin
 
 # How long a connection waits for another process's write lock before giving up.
 BUSY_TIMEOUT_MS: Final = 5000
@@ -233,6 +234,42 @@ class SQLiteStore:
             raise
         return cls(connection, name)
 
+    @staticmethod
+    def check(path: Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> None:
+        """Check, without creating or changing anything, that `path` can be opened: it does not exist yet (its
+        directory must), or it is a database this Cabine knows how to migrate.
+
+        Raises:
+            StoreError: the directory is missing or read-only, the file is unreadable, not a database, or newer.
+        """
+        if not path.exists():
+            directory = path.parent
+            if not directory.is_dir():
+                raise StoreError(f"the database's directory {directory} does not exist")
+            if not os.access(directory, os.W_OK | os.X_OK):
+                raise StoreError(f"the database's directory {directory} is not writable")
+            return
+        if not path.is_file():
+            raise StoreError(f"the database {path} is not a file")
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise StoreError(f"the database {path} is not readable and writable")
+        try:
+            connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database {path}: {exc}") from exc
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            current = schema_version(connection) if "schema_version" in tables else 0
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot use the database {path}: {exc}") from exc
+        finally:
+            connection.close()
+        if current > len(migrations):
+            raise StoreError(
+                f"the database schema is version {current}, newer than this Cabine knows ({len(migrations)}): "
+                "upgrade Cabine, or open another database"
+            )
+
     def __enter__(self) -> SQLiteStore:
         return self
 
@@ -283,17 +320,34 @@ class SQLiteStore:
     # --- appointments ---------------------------------------------------------------------------------------
 
     def add_appointment(self, appointment: Appointment) -> None:
-        """Record a new appointment.
+        """Record a new appointment, unless its cabin is already booked at an overlapping time.
+
+        The check and the insertion run in one write transaction (BEGIN IMMEDIATE takes the database's write lock
+        first), so two bookings racing for the same time, from this process or another, cannot both pass.
+        Cancelled appointments do not count; back to back is fine.
 
         Raises:
             DuplicateId: an appointment with this id exists.
             UnknownCabin: its cabin is not in the store.
+            Overlap: a booked appointment of the same cabin overlaps it.
         """
         with self._transaction() as connection:
             if connection.execute("SELECT 1 FROM appointments WHERE id = ?", (appointment.id,)).fetchone():
                 raise DuplicateId(f"appointment {appointment.id!r} already exists")
             if not connection.execute("SELECT 1 FROM cabins WHERE id = ?", (appointment.cabin_id,)).fetchone():
                 raise UnknownCabin(f"no cabin {appointment.cabin_id!r}: add the cabin before booking it")
+            if not appointment.cancelled:
+                clash = connection.execute(
+                    "SELECT * FROM appointments WHERE cabin_id = ? AND cancelled_at IS NULL"
+                    " AND starts_at < ? AND ends_at > ? ORDER BY starts_at, id LIMIT 1",
+                    (
+                        appointment.cabin_id,
+                        _text(appointment.ends_at, "ends_at"),
+                        _text(appointment.starts_at, "starts_at"),
+                    ),
+                ).fetchone()
+                if clash is not None:
+                    raise Overlap(_appointment(clash))
             connection.execute(
                 "INSERT INTO appointments (id, kind, cabin_id, starts_at, ends_at, duration_seconds,"
                 " professional_name, created_at, cancelled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

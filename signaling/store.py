@@ -6,7 +6,7 @@ implements the same Protocol.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from signaling.errors import SignalingError
@@ -25,8 +25,24 @@ class UnknownCabin(NotFound, StoreError):
     """An appointment refers to a cabin the store does not know."""
 
 
+class Overlap(StoreError, ValueError):
+    """The cabin is already booked, by `existing`, at a time that overlaps the new appointment."""
+
+    def __init__(self, existing: Appointment) -> None:
+        super().__init__(
+            f"cabin {existing.cabin_id!r} is already booked from {_iso(existing.starts_at)} to "
+            f"{_iso(existing.ends_at)} by appointment {existing.id}"
+        )
+        self.existing = existing
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
 class Store(Protocol):
-    # Appointments
+    # Appointments. Adding checks, atomically with the insertion, that no booked appointment of the same cabin
+    # overlaps the new one (raises Overlap); two concurrent bookings cannot both pass.
     def add_appointment(self, appointment: Appointment) -> None: ...
     def get_appointment(self, appointment_id: str) -> Appointment | None: ...
     def list_appointments(

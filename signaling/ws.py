@@ -1,19 +1,20 @@
-"""The WebSocket endpoints: authenticate with the first message, run the waiting room, relay within one room."""
+"""The WebSocket endpoints: authenticate with the first message, run the waiting room, relay within one room.
+
+The live state and what to tell whom is the Hub's (signaling/hub.py); this module reads messages and dispatches.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
-from datetime import timedelta
 
 from aiohttp import WSMsgType, web
 
-from signaling.alerts import AlertBook, help_requested
-from signaling.cabin_auth import ReplayCache, verify_cabin_proof
-from signaling.config import ServerConfig
-from signaling.models import Appointment, AuditAction, AuditEvent
+from signaling.cabin_auth import TooManyProofs, verify_cabin_proof
+from signaling.connection import Client, refuse
+from signaling.hub import Hub, server_time
+from signaling.keys import CONFIG, HUB
+from signaling.models import Appointment, AuditAction
 from signaling.protocol import (
     Admit,
     Answer,
@@ -23,173 +24,22 @@ from signaling.protocol import (
     Error,
     Hello,
     HelpRequest,
+    Incident,
     Message,
     Offer,
-    PeerJoined,
     PeerLeft,
     Presence,
     ProtocolError,
     Role,
-    Schedule,
+    SelftestReport,
     Welcome,
-    dump,
     parse,
 )
 from signaling.ratelimit import TokenBucket
-from signaling.rooms import Room, RoomError, Rooms
+from signaling.rooms import RoomError, Slot
 from signaling.tokens import TokenError, TokenRefusal, fingerprint, peek_role
 
 log = logging.getLogger("cabine.signaling")
-
-SCHEDULE_HORIZON = timedelta(hours=24)
-
-
-@dataclass(eq=False, slots=True)
-class Client:
-    """One authenticated WebSocket: a professional in one appointment, or a cabin."""
-
-    ws: web.WebSocketResponse
-    role: Role
-    subject: str  # appointment id for a professional, cabin id for a cabin
-    peer: str
-    bucket: TokenBucket
-    appointment: Appointment | None = None
-    label: str = field(default="")
-
-    async def send(self, message: Message) -> None:
-        if self.ws.closed:
-            return
-        try:
-            await self.ws.send_str(dump(message))
-        except ConnectionError:
-            log.info("%s: send failed, connection gone", self.label)
-
-
-def _close_reason(text: str) -> bytes:
-    # A WebSocket close reason is at most 123 bytes.
-    return text.encode()[:123]
-
-
-async def refuse(ws: web.WebSocketResponse, code: int, message: str) -> None:
-    """Say why in an error message, then close with the matching code."""
-    if ws.closed:
-        return
-    with contextlib.suppress(ConnectionError):
-        await ws.send_str(dump(Error(code=code, message=message)))
-    await ws.close(code=code, message=_close_reason(message))
-
-
-class Hub:
-    """The server's live state: rooms, cabins, and what to tell whom when something changes."""
-
-    def __init__(self, config: ServerConfig) -> None:
-        self.config = config
-        self.rooms: Rooms[Client] = Rooms()
-        self.replays = ReplayCache()
-        self.alerts = AlertBook()
-
-    def audit(
-        self,
-        action: AuditAction,
-        actor: str,
-        *,
-        appointment_id: str | None = None,
-        cabin_id: str | None = None,
-        address: str | None = None,
-        detail: str = "",
-    ) -> None:
-        self.config.store.audit(
-            AuditEvent(
-                at=self.config.clock(),
-                action=action,
-                actor=actor,
-                appointment_id=appointment_id,
-                cabin_id=cabin_id,
-                address=address,
-                detail=detail[:500],
-            )
-        )
-
-    # --- telling both ends -----------------------------------------------------------------------------------
-
-    async def publish_state(self, room: Room[Client]) -> None:
-        state = self.rooms.state(room)
-        if room.professional is not None:
-            await room.professional.send(state)
-        cabin = self.rooms.cabin(room.cabin_id)
-        if cabin is not None:
-            await cabin.send(state)
-
-    async def start_call_if_ready(self, room: Room[Client]) -> None:
-        """Once admitted and both ends are here, tell each: the cabin then makes its offer."""
-        if self.config.auto_admit and not room.admitted and room.professional is not None:
-            with contextlib.suppress(RoomError):
-                self.rooms.admit(room.appointment_id, room.professional)
-                self.audit(AuditAction.ADMITTED, "system", appointment_id=room.appointment_id, detail="auto")
-                await self.publish_state(room)
-        if not self.rooms.ready(room):
-            return
-        pro, cabin = room.professional, self.rooms.cabin(room.cabin_id)
-        if pro is None or cabin is None:
-            return
-        await pro.send(PeerJoined(appointment_id=room.appointment_id, role=Role.CABIN, kind=room.kind))
-        await cabin.send(
-            PeerJoined(
-                appointment_id=room.appointment_id,
-                role=Role.PROFESSIONAL,
-                kind=room.kind,
-                ice_servers=self.config.ice_servers,
-            )
-        )
-
-    def schedule_for(self, cabin_id: str) -> Schedule:
-        now = self.config.clock()
-        upcoming = self.config.store.list_appointments(
-            cabin_id=cabin_id, since=now - timedelta(hours=8), until=now + SCHEDULE_HORIZON, include_cancelled=False
-        )
-        return Schedule(appointments=tuple(a.info() for a in upcoming if a.ends_at > now))
-
-    async def refresh_schedules(self) -> None:
-        for cabin_id in list(self.rooms.cabin_ids()):
-            cabin = self.rooms.cabin(cabin_id)
-            if cabin is not None:
-                await cabin.send(self.schedule_for(cabin_id))
-
-    # --- operator actions ------------------------------------------------------------------------------------
-
-    async def appointment_cancelled(self, appointment_id: str) -> None:
-        """End an ongoing call and turn away its professional: a cancelled appointment's link is revoked."""
-        room = self.rooms.end(appointment_id)
-        if room is None:
-            return
-        reason = str(TokenError(TokenRefusal.REVOKED))
-        cabin = self.rooms.cabin(room.cabin_id)
-        if cabin is not None:
-            await cabin.send(Bye(appointment_id=appointment_id, reason="cancelled"))
-            await cabin.send(self.schedule_for(room.cabin_id))
-        if room.professional is not None:
-            log.info("%s: cancelled, closing the professional's connection", room.professional.label)
-            await refuse(room.professional.ws, CloseCode.FORBIDDEN, reason)
-
-    async def cabin_disabled(self, cabin_id: str) -> None:
-        """The operator disabled the cabin or replaced its key: its current connection must not go on."""
-        cabin = self.rooms.cabin(cabin_id)
-        if cabin is not None:
-            await refuse(cabin.ws, CloseCode.FORBIDDEN, "closed by the operator: cabin disabled or its key replaced")
-
-    async def appointment_created(self, appointment_id: str) -> None:
-        appointment = self.config.store.get_appointment(appointment_id)
-        cabin = None if appointment is None else self.rooms.cabin(appointment.cabin_id)
-        if appointment is not None and cabin is not None:
-            await cabin.send(self.schedule_for(appointment.cabin_id))
-
-    async def close_all(self) -> None:
-        for client in self.rooms.connections():
-            await client.ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")
-
-
-HUB: web.AppKey[Hub] = web.AppKey("hub", Hub)
-CONFIG: web.AppKey[ServerConfig] = web.AppKey("config", ServerConfig)
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
@@ -265,6 +115,11 @@ async def _authenticate(hub: Hub, ws: web.WebSocketResponse, role: Role, peer: s
     except TokenError as exc:
         await _refuse_token(hub, ws, role, peer, hello.token, exc)
         return None
+    except TooManyProofs as exc:
+        log.warning("refused a cabin from %s: %s", peer, exc)
+        hub.audit(AuditAction.REFUSED, role.value, address=peer, detail="too many live proofs")
+        await refuse(ws, CloseCode.RATE_LIMITED, str(exc))
+        return None
     client = Client(
         ws=ws, role=role, subject=subject, peer=peer, bucket=TokenBucket(config.rate_burst, config.rate_per_second)
     )
@@ -289,7 +144,7 @@ async def _admit_professional(hub: Hub, client: Client, token: str) -> Client | 
     client.appointment = appointment
     client.label = f"apt {appointment.id[:12]}"
     try:
-        room = rooms.attach_professional(appointment.id, appointment.cabin_id, appointment.kind, client)
+        room = rooms.attach_professional(_slot(appointment), client)
     except RoomError as exc:
         log.info("%s: refused a second professional from %s", client.label, client.peer)
         hub.audit(
@@ -324,7 +179,13 @@ async def _admit_cabin(hub: Hub, client: Client) -> Client:
         await refuse(previous.ws, CloseCode.CONFLICT, "replaced by a newer connection of this cabin")
     log.info("%s: connected from %s", client.label, client.peer)
     hub.audit(AuditAction.CABIN_CONNECTED, "cabin", cabin_id=client.subject, address=client.peer)
-    await client.send(Welcome(role=client.role, ice_servers=hub.config.ice_servers, cabin_id=client.subject))
+    welcome = Welcome(
+        role=client.role,
+        ice_servers=hub.config.ice_servers,
+        cabin_id=client.subject,
+        server_time=server_time(hub.config.clock()),
+    )
+    await client.send(welcome)
     await client.send(hub.schedule_for(client.subject))
     for room in rooms.rooms_of_cabin(client.subject):
         await hub.publish_state(room)
@@ -369,6 +230,10 @@ class _Refusal(Exception):
         self.code = code
 
 
+def _slot(appointment: Appointment) -> Slot:
+    return Slot(appointment.id, appointment.cabin_id, appointment.kind, appointment.ends_at)
+
+
 async def _dispatch(hub: Hub, client: Client, message: Message) -> None:
     rooms = hub.rooms
     if isinstance(message, Offer | Answer | Candidate | Bye):
@@ -397,7 +262,7 @@ async def _dispatch(hub: Hub, client: Client, message: Message) -> None:
         if message.present and not appointment.is_open(hub.config.clock()):
             await client.send(Error(code=CloseCode.FORBIDDEN, message="this appointment is not open now"))
             return
-        room = rooms.set_presence(appointment.id, appointment.cabin_id, appointment.kind, message.present, client)
+        room = rooms.set_presence(_slot(appointment), message.present, client)
         hub.audit(
             AuditAction.JOINED if message.present else AuditAction.LEFT,
             "citizen",
@@ -408,7 +273,11 @@ async def _dispatch(hub: Hub, client: Client, message: Message) -> None:
         await hub.publish_state(room)
         await hub.start_call_if_ready(room)
     elif isinstance(message, HelpRequest) and client.role is Role.CABIN:
-        await help_requested(hub, client, message)
+        await hub.help_requested(client, message)
+    elif isinstance(message, SelftestReport) and client.role is Role.CABIN:
+        hub.selftest_reported(client, message)
+    elif isinstance(message, Incident) and client.role is Role.CABIN:
+        hub.incident(client, message)
     else:
         raise _Refusal(f"'{message.type}' is not expected from a {client.role.value}")
 
@@ -431,6 +300,7 @@ async def _leave(hub: Hub, client: Client) -> None:
                 await cabin.send(PeerLeft(appointment_id=room.appointment_id, role=Role.PROFESSIONAL))
                 await cabin.send(rooms.state(room))
     else:
+        hub.cabin_gone(client)
         rooms_left = rooms.detach_cabin(client.subject, client)
         if rooms_left or rooms.cabin(client.subject) is None:
             hub.audit(AuditAction.CABIN_DISCONNECTED, "cabin", cabin_id=client.subject, address=client.peer)

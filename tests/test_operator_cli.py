@@ -6,13 +6,16 @@ import asyncio
 import json
 import os
 import re
+import ssl
 import stat
 import sys
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from cryptography import x509
@@ -20,6 +23,16 @@ from cryptography import x509
 from gateway.identity import CabinIdentity
 from signaling.app import create_app
 from signaling.config import ServerConfig, hash_api_key
+from signaling.models import AuditAction
+from signaling.protocol import (
+    CheckStatus,
+    Hello,
+    SelftestCheck,
+    SelftestReport,
+    SelftestRequest,
+    dump,
+    parse,
+)
 from signaling.sqlite_store import SQLiteStore
 from signaling.tls import create_ca, ensure_development_certificate
 from signaling.tokens import TokenSigner
@@ -184,6 +197,95 @@ async def test_appointment_create_list_show_cancel(server: Server) -> None:
     shown = await run(server, "appointment", "show", stored.id)
     assert "link:         -" in shown.out
     assert "status:       cancelled" in shown.out
+
+
+async def test_appointment_create_names_the_appointment_in_the_way(server: Server) -> None:
+    await add_cabin(server)
+    start = tomorrow_at_9_30()
+    book = ("appointment", "create", "--kind", "bank", "--cabin", "mairie-pq", "--duration", "30", "--professional")
+    first = await run(server, *book, "Mme Martin", "--start", start, "--json")
+    assert first.code == 0, first.err
+    booked = json.loads(first.out)
+    later = start.replace("09:30", "09:45")
+    second = await run(server, *book, "M. Durand", "--start", later)
+    assert (second.code, second.out) == (1, "")
+    assert one_error_line(second, "appointment create") == (
+        f"the server refused the request (409): cabin 'mairie-pq' is already booked from {booked['starts_at']} "
+        f"to {booked['ends_at']} by appointment {booked['id']}: choose another time"
+    )
+    assert [a.id for a in server.store.list_appointments()] == [booked["id"]]
+
+
+@asynccontextmanager
+async def answering_cabin(server: Server, cabin_id: str, *, ok: bool) -> AsyncIterator[None]:
+    """The cabin, enrolled and connected over WSS, answering every self-test request with a report."""
+    identity = CabinIdentity.generate(cabin_id)
+    cabin = server.store.get_cabin(cabin_id)
+    assert cabin is not None
+    server.store.update_cabin(replace(cabin, public_key=identity.public_bytes(), enrolled_at=datetime.now(UTC)))
+    context = ssl.create_default_context(cafile=str(server.workdir / ".cabine" / "certs" / "ca.crt"))
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(server.url.replace("https://", "wss://") + "/ws/cabin", ssl=context)
+        await ws.send_str(dump(Hello(token=identity.proof(datetime.now(UTC)))))
+
+        async def answer() -> None:
+            async for msg in ws:
+                message = parse(msg.data)
+                if isinstance(message, SelftestRequest):
+                    checks = (
+                        SelftestCheck("camera", CheckStatus.OK if ok else CheckStatus.FAILED, "640x480"),
+                        SelftestCheck("scale", CheckStatus.WARNING, "battery 9 %", required=False),
+                    )
+                    report = SelftestReport(message.request_id, ok, checks, "2026-11-26T08:29:59.500Z")
+                    await ws.send_str(dump(report))
+
+        task = asyncio.create_task(answer())
+        try:
+            yield
+        finally:
+            await ws.close()
+            await task
+
+
+async def test_cabin_selftest(server: Server) -> None:
+    await add_cabin(server)
+    offline = await run(server, "cabin", "selftest", "mairie-pq")
+    assert offline.code == 1
+    assert one_error_line(offline, "cabin selftest") == (
+        "the server refused the request (409): cabin 'mairie-pq' is not connected"
+    )
+    async with answering_cabin(server, "mairie-pq", ok=True):
+        result = await run(server, "cabin", "selftest", "mairie-pq")
+        assert (result.code, result.err) == (0, ""), result.err
+        assert result.out.splitlines() == [
+            "cabin mairie-pq: self-test passed (on request, finished 2026-11-26 08:29 +0000)",
+            "STATUS   CHECK   DETAIL",
+            "ok       camera  640x480",
+            "warning  scale   battery 9 %  (not needed for a call)",
+        ]
+        as_json = await run(server, "cabin", "selftest", "mairie-pq", "--json")
+        assert as_json.code == 0, as_json.err
+        report = json.loads(as_json.out)
+        assert (report["cabin_id"], report["ok"], [c["name"] for c in report["checks"]]) == (
+            "mairie-pq",
+            True,
+            ["camera", "scale"],
+        )
+    async with answering_cabin(server, "mairie-pq", ok=False):
+        failed = await run(server, "cabin", "selftest", "mairie-pq")
+        assert failed.code == 1
+        assert failed.out.splitlines()[:3] == [
+            "cabin mairie-pq: self-test FAILED (on request, finished 2026-11-26 08:29 +0000)",
+            "STATUS   CHECK   DETAIL",
+            "FAILED   camera  640x480",
+        ]
+        assert one_error_line(failed, "cabin selftest") == "cabin mairie-pq failed its self-test: camera"
+    # The latest report stays readable once the cabin is gone.
+    last = await run(server, "cabin", "selftest", "mairie-pq", "--last", "--json")
+    assert last.code == 1
+    assert json.loads(last.out)["ok"] is False
+    requested = [e for e in server.store.audit_log() if e.action is AuditAction.SELFTEST_REQUESTED]
+    assert len(requested) == 3
 
 
 async def test_cabin_add_prints_the_enroll_command(server: Server) -> None:

@@ -173,3 +173,45 @@ async def test_english_and_a_refused_link(tmp_path: Path, port: int) -> None:
         assert response is not None and response.status == 401
         await assert_accessible(page, "pro-refused")
         await screenshot(page, "pro-refused")
+
+
+# A browser that decodes none of the cabin's video codecs: the offer it receives names them under a codec it does
+# not know, as happens with a browser built without VP8 and H264, so it rejects the video (port 0 in its answer).
+WITHOUT_VIDEO_CODECS = """
+const original = RTCPeerConnection.prototype.setRemoteDescription;
+RTCPeerConnection.prototype.setRemoteDescription = function (description) {
+  if (description && description.type === "offer") {
+    const sdp = description.sdp.replace(/ (VP8|H264)\\/90000/g, " X-UNKNOWN/90000");
+    return original.call(this, { type: description.type, sdp });
+  }
+  return original.call(this, description);
+};
+"""
+
+
+async def test_a_browser_without_the_cabins_video_codecs_is_told_what_to_do(tmp_path: Path, port: int) -> None:
+    options = DemoOptions(
+        kiosk_port=None,
+        devices="none",
+        port=port,
+        data_dir=tmp_path / "data",
+        ice_addresses=("127.0.0.1",),
+        appointment_kind=AppointmentKind.BANK,
+        auto_checkin=True,
+    )
+    async with run_demo(options) as demo, chromium(tmp_path / "profile") as browser:
+        page = await browser.new_page()
+        await page.add_init_script(WITHOUT_VIDEO_CODECS)
+        await page.goto(demo.doctor_link)
+        await page.get_by_role("button", name="Rejoindre").click()
+        await page.get_by_role("button", name="Faire entrer").click()
+        # Not a black screen and a wait: the call runs with sound, and the status says why there is no picture.
+        await page.wait_for_selector("body[data-state=noCabinVideo]", timeout=20_000)
+        status = await page.locator("#status").inner_text()
+        assert "votre navigateur ne sait pas afficher la vidéo de la cabine" in status
+        assert "Chrome, Edge ou Firefox" in status
+        session = next(iter(demo.gateway.sessions.values()))
+        await wait_until(
+            lambda: session.stats.audio_frames_received > 50, timeout=10, what="the professional's sound at the cabin"
+        )
+        await assert_accessible(page, "pro-no-cabin-video")

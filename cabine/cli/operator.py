@@ -27,8 +27,6 @@ from cabine.errors import CabineError
 DEFAULT_SERVER: Final = "https://127.0.0.1:8443"
 DEFAULT_API_KEY_FILE: Final = Path(".cabine/operator-key")
 DEFAULT_CA_FILE: Final = Path(".cabine/certs/ca.crt")
-SYSTEM_KEY_DIR: Final = Path("/etc/cabine")
-LOCAL_KEY_FILE: Final = Path(".cabine/cabin.key")
 DEFAULT_CERTS_DIR: Final = Path("certs/generated")
 KINDS: Final = ("medical", "bank", "energy", "public-service")
 
@@ -343,6 +341,34 @@ def _cabin_enable(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_selftest(report: dict[str, Any]) -> None:
+    verdict = "passed" if report["ok"] else "FAILED"
+    when = _local(report["finished_at"])
+    asked = "at start-up" if report["request_id"] is None else "on request"
+    print(f"cabin {report['cabin_id']}: self-test {verdict} ({asked}, finished {when})")
+    rows = [
+        [check["status"].upper() if check["status"] == "failed" else check["status"], check["name"], check["detail"]]
+        + (["(not needed for a call)"] if not check["required"] else [""])
+        for check in report["checks"]
+    ]
+    if rows:
+        print(_table(["STATUS", "CHECK", "DETAIL", ""], rows))
+
+
+def _cabin_selftest(args: argparse.Namespace) -> int:
+    """Ask the connected cabin for a self-test now (or, with --last, show its latest report); exit 1 if it failed."""
+    path = _cabin_path(args.id, "selftest")
+    report = _client(args).request("GET" if args.last else "POST", path)
+    if args.json:
+        _print_json(report)
+    else:
+        _print_selftest(report)
+    if not report["ok"]:
+        failed = [c["name"] for c in report["checks"] if c["required"] and c["status"] == "failed"]
+        raise OperatorError(f"cabin {args.id} failed its self-test" + (f": {', '.join(failed)}" if failed else ""))
+    return 0
+
+
 def _cabin_new_code(args: argparse.Namespace) -> int:
     cabin = _client(args).request("POST", _cabin_path(args.id, "enrollment"))
     if args.json:
@@ -352,18 +378,9 @@ def _cabin_new_code(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_key_file() -> Path:
-    """/etc/cabine/cabin.key when this user may write there, else .cabine/cabin.key."""
-    if SYSTEM_KEY_DIR.is_dir():
-        writable = os.access(SYSTEM_KEY_DIR, os.W_OK | os.X_OK)
-    else:
-        writable = os.access(SYSTEM_KEY_DIR.parent, os.W_OK | os.X_OK)
-    return SYSTEM_KEY_DIR / "cabin.key" if writable else LOCAL_KEY_FILE
-
-
 def _cabin_enroll(args: argparse.Namespace) -> int:
     """Make this PC's key, have the server record its public half, and keep the private half (0600)."""
-    from gateway.identity import CabinIdentity
+    from gateway.identity import CabinIdentity, default_key_file
     from signaling.tls import write_private
 
     key_file = Path(args.key_file) if args.key_file is not None else default_key_file()
@@ -495,6 +512,16 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     _leaf(actions, "disable", "refuse a cabin's connections", _cabin_disable, json_output=False).add_argument("id")
     _leaf(actions, "enable", "accept a cabin's connections again", _cabin_enable, json_output=False).add_argument("id")
     _leaf(actions, "new-code", "a new enrollment code, e.g. for a replaced PC", _cabin_new_code).add_argument("id")
+    selftest = _leaf(
+        actions,
+        "selftest",
+        "run the connected cabin's self-test and print its report (exit 1 if it failed)",
+        _cabin_selftest,
+    )
+    selftest.add_argument("id")
+    selftest.add_argument("--last", action="store_true", help="show the latest report instead of asking for a new one")
+    # The server waits up to 30 s for the cabin's answer.
+    selftest.set_defaults(timeout=45.0)
     enroll = _leaf(
         actions,
         "enroll",
@@ -508,7 +535,7 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     enroll.add_argument(
         "--key-file",
         type=Path,
-        help=f"where to keep the key (default {SYSTEM_KEY_DIR}/cabin.key if writable, else {LOCAL_KEY_FILE})",
+        help="where to keep the key (default /etc/cabine/cabin.key if writable, else .cabine/cabin.key)",
     )
     enroll.add_argument("--force", action="store_true", help="replace an existing key file")
 

@@ -1,17 +1,17 @@
-"""The demo's medical devices: emulated peripherals behind real bleak code (BlueZ backend against bluezoo).
+"""The demo's Bluetooth: an emulated BlueZ with four health devices, for the cabin's own device manager to find.
 
-One object gives the gateway what a cabin's real devices give it: decoded readings, device states, and a way to
-take a measurement when the doctor asks (here the emulated device measures; in a real cabin the citizen does).
+The cabin is built by the same root as on a real PC (`gateway.app.Cabin`): its DeviceManager, on real bleak, scans,
+connects and subscribes as it would to real devices. Only what is under bleak is swapped in: BlueZ is emulated by
+bluezoo on a private D-Bus, and the devices are emulated GATT peripherals. The demo also makes a device measure when
+the doctor asks (in a real cabin the citizen does).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Final
 
 from cabine.demo.radio import EmulatedRadio
-from gateway.devices.manager import DeviceManager, DeviceState
-from gateway.devices.readings import Reading
+from gateway.config import DeviceAllowlist
 from gateway.lifecycle import AsyncResource
 
 # The reading kind a doctor asks for, and the emulated device that measures it.
@@ -23,47 +23,35 @@ DEVICE_FOR_KIND: Final = {
 }
 
 
-class EmulatedBluetoothDevices(AsyncResource):
-    """An async context manager: the emulated radio and a DeviceManager on it; close() is idempotent."""
+class EmulatedBluetooth(AsyncResource):
+    """An async context manager: the emulated radio with one device of each kind; close() is idempotent.
 
-    def __init__(self, cabin_id: str, *, period: float | None = 8.0) -> None:
-        self._radio = EmulatedRadio.of_kinds(period=period)
-        self._cabin_id = cabin_id
-        self._manager: DeviceManager | None = None
+    Raises (on enter):
+        EmulationError: dbus-daemon or bluezoo is missing, or the emulation did not start.
+    """
 
-    async def __aenter__(self) -> EmulatedBluetoothDevices:
-        await self._radio.start()
-        try:
-            self._manager = self._radio.device_manager(cabin_id=self._cabin_id)
-            await self._manager.start()
-        except BaseException:
-            await self.close()
-            raise
+    def __init__(self, *, period: float | None = 8.0) -> None:
+        self.radio = EmulatedRadio.of_kinds(period=period)
+
+    async def __aenter__(self) -> EmulatedBluetooth:
+        await self.radio.start()
         return self
 
     async def close(self) -> None:
-        manager, self._manager = self._manager, None
-        if manager is not None:
-            await manager.close()
-        await self._radio.close()
+        await self.radio.close()
 
     @property
-    def radio(self) -> EmulatedRadio:
-        return self._radio
+    def allowlist(self) -> DeviceAllowlist:
+        """The cabin's allowlist: the emulated devices' addresses, as a technician would write them."""
+        return DeviceAllowlist(addresses=tuple(self.radio.addresses))
 
-    def _started(self) -> DeviceManager:
-        if self._manager is None:
-            raise RuntimeError("the emulated devices are not started")
-        return self._manager
-
-    def readings(self) -> AsyncIterator[Reading]:
-        return self._started().readings()
-
-    def state_changes(self) -> AsyncIterator[DeviceState]:
-        return self._started().state_changes()
+    @property
+    def adapter(self) -> str:
+        """The emulated BlueZ adapter the cabin's manager uses (hci0)."""
+        return self.radio.adapter
 
     async def trigger(self, kind: str) -> None:
         """Take the measurement the doctor asked for (unknown kinds are ignored)."""
         device = DEVICE_FOR_KIND.get(kind)
         if device is not None:
-            self._radio.trigger(device)
+            self.radio.trigger(device)

@@ -22,6 +22,7 @@ from gateway.devices.gatt import (
     BP_STATUS_BITS,
     PLX_DEVICE_SENSOR_STATUS_BITS,
     PLX_MEASUREMENT_STATUS_BITS,
+    RR_INTERVAL_RESOLUTION,
     TemperatureType,
 )
 from gateway.devices.readings import NoValue
@@ -245,7 +246,7 @@ def encode_heart_rate(
     rr_intervals: Sequence[float] | None = None,
     uint16: bool | None = None,
 ) -> bytes:
-    """Encode a Heart Rate Measurement (0x2A37); RR intervals in seconds (rounded to 1/1024 s).
+    """Encode a Heart Rate Measurement (0x2A37); RR intervals in seconds, as decoded (rounded to 1/1024 s).
 
     `sensor_contact` None means "not supported"; `uint16` None picks the 16-bit format only above 255.
 
@@ -264,7 +265,7 @@ def encode_heart_rate(
         if not rr_intervals:
             raise EncodeError("rr_intervals needs at least one interval (or None for no RR field)")
         for seconds in rr_intervals:
-            raw = int((Decimal(repr(float(seconds))) * 1024).to_integral_value(ROUND_HALF_UP))
+            raw = int((Decimal(repr(float(seconds))) * RR_INTERVAL_RESOLUTION).to_integral_value(ROUND_HALF_UP))
             out += _uint(raw, 2, "RR interval in 1/1024 s")
     return out
 

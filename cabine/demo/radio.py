@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import importlib.util
 import logging
 import os
@@ -46,6 +47,19 @@ _START_TIMEOUT = 15.0
 _STOP_TIMEOUT = 5.0
 _ENV = "DBUS_SYSTEM_BUS_ADDRESS"
 ALL_KINDS: tuple[str, ...] = tuple(kind.value for kind in EmulatedKind)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child between fork and exec: have the kernel send it SIGTERM when the demo dies, however it dies.
+
+    The demo stops its children in order when it can (Ctrl-C, SIGTERM, SIGHUP); this covers the rest (SIGKILL,
+    a crash), so that no dbus-daemon or emulator is left behind.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class EmulatedRadio(AsyncResource):
@@ -185,7 +199,7 @@ class EmulatedRadio(AsyncResource):
             f"--address=unix:path={self._tmp / 'bus'}", "--print-address=1",
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
             # Its own session: a Ctrl-C in the terminal must reach the demo, which then stops this in order.
-            start_new_session=True,
+            start_new_session=True, preexec_fn=die_with_parent,
         )  # fmt: skip
         stdout = self._daemon.stdout
         if stdout is None:  # pragma: no cover - PIPE always gives a stream
@@ -215,7 +229,7 @@ class EmulatedRadio(AsyncResource):
                 *(arg for address in adapters for arg in ("-a", address)),
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 env={**os.environ, _ENV: self._bus_address},
-                start_new_session=True,
+                start_new_session=True, preexec_fn=die_with_parent,
             )  # fmt: skip
         last_adapter = f"/org/bluez/hci{len(adapters) - 1}"
         exited = asyncio.ensure_future(self._bluezoo.wait())

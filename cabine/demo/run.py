@@ -1,4 +1,10 @@
-"""`cabine demo`: a signaling server on HTTPS, one cabin gateway with synthetic sources and its cabin screen."""
+"""`cabine demo`: a signaling server on HTTPS and one cabin, built by the cabin's own root with emulated parts.
+
+The cabin is `gateway.app.Cabin`, exactly as `cabine gateway` builds it on a cabin PC; the demo swaps in only what a
+demonstration machine lacks: an emulated BlueZ with four emulated health devices (or payloads straight to the
+decoders), a synthetic camera and microphone unless real ones are named, and a hook that makes an emulated device
+measure when the doctor asks.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +13,33 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cabine.demo.bluetooth import EmulatedBluetoothDevices
+from cabine.demo.bluetooth import EmulatedBluetooth
 from cabine.demo.direct import DirectThermometer
-from gateway.cabin import CabinGateway, MeasurementHandler, ReadingSource
-from gateway.config import CabinConfig
+from gateway.app import Cabin, ReadingSource, SelftestRunner
+from gateway.cabin import CabinGateway, MeasurementHandler
+from gateway.config import KNOWN_LANGUAGES, CabinConfig, DeviceAllowlist, ScreenSettings
 from gateway.identity import CabinIdentity
 from gateway.kiosk import KioskServer
-from gateway.media.sources import SourceSpec, VideoFormat
-from gateway.session import VideoCodec
+from gateway.media.codecs import VideoCodec
+from gateway.media.spec import SourceSpec, VideoFormat
 from signaling.config import ServerConfig, hash_api_key
+from signaling.hub import Hub
+from signaling.keys import HUB
 from signaling.links import professional_link
-from signaling.models import Appointment, Cabin
+from signaling.models import Appointment
+from signaling.models import Cabin as CabinRecord
 from signaling.protocol import AppointmentKind
-from signaling.server import load_or_create_operator_key, load_or_create_signer, serve
+from signaling.server import Listener, load_or_create_operator_key, load_or_create_signer, serve
 from signaling.sqlite_store import SQLiteStore
 from signaling.tls import CertificatePaths, ensure_development_certificate, write_private
 from signaling.tokens import TokenSigner
-from signaling.ws import HUB, Hub
 
 log = logging.getLogger("cabine.demo")
 
@@ -62,6 +72,11 @@ class DemoOptions:
     devices: str = "bluetooth"
     # With "bluetooth": every device measures on its own every this many seconds (None: only when asked).
     device_period: float | None = 10.0
+    # The address professionals reach, used in the doctor link (default https://HOST:PORT).
+    public_url: str | None = None
+    languages: tuple[str, ...] = KNOWN_LANGUAGES
+    # The cabin's self-test (at start-up and on request); None: none (tests that do not need it).
+    selftest: SelftestRunner | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +87,11 @@ class RunningDemo:
     base_url: str
     certificates: CertificatePaths
     appointment: Appointment
+    cabin: Cabin
     gateway: CabinGateway
     kiosk: KioskServer | None
     thermometer: DirectThermometer | None
-    bluetooth: EmulatedBluetoothDevices | None
+    bluetooth: EmulatedBluetooth | None
     signer: TokenSigner
     store: SQLiteStore
     operator_key: str
@@ -95,7 +111,7 @@ def ensure_demo_cabin(store: SQLiteStore, key_path: Path, now: datetime) -> Cabi
         write_private(key_path, identity.private_file_bytes())
     cabin = store.get_cabin(DEMO_CABIN)
     if cabin is None:
-        store.add_cabin(Cabin(id=DEMO_CABIN, name="Cabine de démonstration"))
+        store.add_cabin(CabinRecord(id=DEMO_CABIN, name="Cabine de démonstration"))
         cabin = store.get_cabin(DEMO_CABIN)
     if cabin is not None and cabin.public_key != identity.public_bytes():
         store.update_cabin(replace(cabin, public_key=identity.public_bytes(), enrolled_at=now, disabled=False))
@@ -108,11 +124,29 @@ async def run_demo(
 ) -> AsyncIterator[RunningDemo]:
     """Start signaling, one cabin and its screen; yields when all are up, stops them on exit.
 
+    Both ports are bound before anything is written or booked: a demo that cannot start changes nothing.
     `trigger` is awaited with the kind of measurement the professional asks for (emulated devices measure then).
 
     Raises:
-        OSError: a port cannot be bound.
+        ListenError: a port cannot be bound (the message names it and says why).
     """
+    with contextlib.ExitStack() as sockets:
+        listener = sockets.enter_context(Listener.bind(options.host, options.port))
+        screen_socket = None
+        if options.kiosk_port is not None:
+            screen_socket = sockets.enter_context(Listener.bind("127.0.0.1", options.kiosk_port)).sockets[0]
+        async with _started(options, listener, screen_socket, readings, trigger) as demo:
+            yield demo
+
+
+@contextlib.asynccontextmanager
+async def _started(
+    options: DemoOptions,
+    listener: Listener,
+    screen_socket: socket.socket | None,
+    readings: ReadingSource | None,
+    trigger: MeasurementHandler | None,
+) -> AsyncIterator[RunningDemo]:
     names = tuple(dict.fromkeys(("localhost", "127.0.0.1", "::1", options.host)))
     data = options.data_dir
     certs = ensure_development_certificate(data / "certs", names)
@@ -120,7 +154,7 @@ async def run_demo(
     operator_key = load_or_create_operator_key(data / "operator-key")
     now = datetime.now(UTC)
     client_host = _client_host(options.host)
-    base_url = f"https://{client_host}:{options.port}"
+    base_url = options.public_url or f"https://{client_host}:{options.port}"
     with SQLiteStore.open(data / "cabine.sqlite") as store:
         identity = ensure_demo_cabin(store, data / "cabin.key", now)
         # One demo, one appointment: a previous run's, still open, would compete for the cabin screen's "start".
@@ -147,8 +181,24 @@ async def run_demo(
         if options.kiosk_port is not None and ice_addresses is not None and "127.0.0.1" not in ice_addresses:
             # The cabin screen's media goes over loopback: ICE must gather there too.
             ice_addresses = (*ice_addresses, "127.0.0.1")
-        async with serve(config, options.host, options.port, certs.server_context()) as runner:
-            cabin = CabinConfig(
+        context = certs.server_context()
+        async with (
+            serve(config, options.host, options.port, context, listener=listener) as runner,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            thermometer: DirectThermometer | None = None
+            bluetooth: EmulatedBluetooth | None = None
+            devices = options.devices if options.appointment_kind is AppointmentKind.MEDICAL else "none"
+            if readings is None and devices == "bluetooth":
+                bluetooth = await _start_bluetooth(stack, options)
+                if bluetooth is None:
+                    devices = "direct"
+                else:
+                    trigger = trigger or bluetooth.trigger
+            if readings is None and devices == "direct":
+                thermometer = DirectThermometer(interval=options.reading_interval)
+                readings = thermometer
+            cabin_config = CabinConfig(
                 cabin_id=DEMO_CABIN,
                 signaling_url=f"wss://{client_host}:{options.port}",
                 identity=identity,
@@ -157,58 +207,46 @@ async def run_demo(
                 audio=options.audio,
                 video_format=options.video_format,
                 ice_addresses=ice_addresses,
+                devices=bluetooth.allowlist if bluetooth is not None else DeviceAllowlist(),
+                bluetooth_adapter=bluetooth.adapter if bluetooth is not None else None,
                 stamp_video=options.stamp_video,
                 video_codec=options.video_codec,
                 auto_checkin=options.auto_checkin,
             )
-            async with contextlib.AsyncExitStack() as stack:
-                thermometer: DirectThermometer | None = None
-                bluetooth: EmulatedBluetoothDevices | None = None
-                devices = options.devices if options.appointment_kind is AppointmentKind.MEDICAL else "none"
-                if readings is None and devices == "bluetooth":
-                    bluetooth = await _start_bluetooth(stack, options)
-                    if bluetooth is None:
-                        devices = "direct"
-                    else:
-                        readings = bluetooth
-                        trigger = trigger or bluetooth.trigger
-                if readings is None and devices == "direct":
-                    thermometer = DirectThermometer(interval=options.reading_interval)
-                    readings = thermometer
-                gateway = CabinGateway(
-                    cabin,
+            cabin = await stack.enter_async_context(
+                Cabin(
+                    cabin_config,
+                    screen=ScreenSettings(port=options.kiosk_port or 0, languages=options.languages),
                     readings=readings,
-                    trigger=trigger,
-                    self_view=options.kiosk_port is not None,
-                    device_states=bluetooth,
+                    on_measurement_request=trigger,
+                    selftest=options.selftest,
+                    screen_socket=screen_socket,
                 )
-                await stack.enter_async_context(gateway)
-                kiosk = None
-                if options.kiosk_port is not None:
-                    kiosk = await stack.enter_async_context(KioskServer(gateway, port=options.kiosk_port))
-                await asyncio.wait_for(gateway.connected.wait(), timeout=10)
-                yield RunningDemo(
-                    doctor_link=professional_link(signer, base_url, appointment),
-                    base_url=base_url,
-                    certificates=certs,
-                    appointment=appointment,
-                    gateway=gateway,
-                    kiosk=kiosk,
-                    thermometer=thermometer,
-                    bluetooth=bluetooth,
-                    signer=signer,
-                    store=store,
-                    operator_key=operator_key,
-                    hub=runner.app[HUB],
-                )
+            )
+            await asyncio.wait_for(cabin.gateway.connected.wait(), timeout=10)
+            yield RunningDemo(
+                doctor_link=professional_link(signer, base_url, appointment),
+                base_url=base_url,
+                certificates=certs,
+                appointment=appointment,
+                cabin=cabin,
+                gateway=cabin.gateway,
+                kiosk=cabin.kiosk,
+                thermometer=thermometer,
+                bluetooth=bluetooth,
+                signer=signer,
+                store=store,
+                operator_key=operator_key,
+                hub=runner.app[HUB],
+            )
 
 
-async def _start_bluetooth(stack: contextlib.AsyncExitStack, options: DemoOptions) -> EmulatedBluetoothDevices | None:
+async def _start_bluetooth(stack: contextlib.AsyncExitStack, options: DemoOptions) -> EmulatedBluetooth | None:
     """The emulated Bluetooth devices, or None (with a clear message) where the machine cannot emulate them."""
     from cabine.demo.radio import EmulationError
 
     try:
-        return await stack.enter_async_context(EmulatedBluetoothDevices(DEMO_CABIN, period=options.device_period))
+        return await stack.enter_async_context(EmulatedBluetooth(period=options.device_period))
     except EmulationError as exc:
         log.warning("Bluetooth emulation unavailable (%s): using emulated payloads without the radio path", exc)
         print(f"Note: Bluetooth emulation unavailable ({exc}); devices are emulated without bleak.", flush=True)
@@ -230,7 +268,8 @@ async def serve_demo(options: DemoOptions) -> int:
     started = time.monotonic() - (_process_age() or 0.0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # Closing the terminal (SIGHUP) stops the demo like Ctrl-C: its children are stopped in order.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     try:
         async with run_demo(options) as demo:
@@ -247,6 +286,6 @@ async def serve_demo(options: DemoOptions) -> int:
             await stop.wait()
             print("Stopping…", flush=True)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return 0

@@ -9,13 +9,17 @@ MDC codes are `partition * 65536 + term` (partition 2, SCADA): MDC_TEMP_BODY 192
 MDC_PRESS_BLD_NONINV 18948 -> 150020 (_SYS 150021, _DIA 150022, _MEAN 150023), MDC_PULS_RATE_NON_INV 18474 ->
 149546, MDC_PULS_OXIM_SAT_O2 19384 -> 150456, MDC_PULS_OXIM_PULS_RATE 18458 -> 149530, MDC_PULS_OXIM_PERF_REL
 19376 -> 150448, MDC_MASS_BODY_ACTUAL 57664 -> 188736, MDC_LEN_BODY_ACTUAL 57668 -> 188740,
-MDC_RATIO_MASS_BODY_LEN_SQ 57680 -> 188752, MDC_ECG_HEART_RATE 16770 -> 147842. Sources: the IEEE 11073-20601
-nomenclature headers (e.g. Freescale's `NomenclatureCodes.h` in cdealti/zigbee_firmware), the HL7 Personal
-Health Device IG blood-pressure example (150020/150021) and the US Core pulse-oximetry example (150456).
+MDC_RATIO_MASS_BODY_LEN_SQ 57680 -> 188752, MDC_ECG_HEART_RATE 16770 -> 147842, MDC_ECG_TIME_PD_RR_GL 16168 ->
+147240. Sources: the IEEE 11073-20601 nomenclature headers (e.g. Freescale's `NomenclatureCodes.h` in
+cdealti/zigbee_firmware), the HL7 Personal Health Device IG blood-pressure example (150020/150021), the US Core
+pulse-oximetry example (150456) and the German Medizininformatik-Initiative cardiology IG's RR-interval example
+`mii-exa-kardio-ekg-rr-interval` (147240).
 
 Choices: values are never converted (a kPa blood pressure stays in kPa; the specific vital-signs profile is
 then not claimed, since it requires mm[Hg]). PLX fast/slow components have no LOINC or MDC code of their own
-and use the local code system `LOCAL_SYSTEM`. Status flags and a reception-time fallback become `note` text.
+and use the local code system `LOCAL_SYSTEM`. A heart rate's RR intervals become one component each, in
+seconds (UCUM `s`), in the order the device sent them. Status flags and a reception-time fallback become `note`
+text.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from gateway.devices.readings import NoValue, Quantity, Reading, ReadingKind, TimeSource
+from gateway.devices.readings import DetailValue, NoValue, Quantity, Reading, ReadingKind, TimeSource
 
 __all__ = [
     "DATA_ABSENT_SYSTEM",
@@ -83,6 +87,7 @@ _OXYGEN_SATURATION = _Code(
     (150456, "MDC_PULS_OXIM_SAT_O2"),
 )
 _BODY_WEIGHT = _Code("Body weight", (("29463-7", "Body weight"),), (188736, "MDC_MASS_BODY_ACTUAL"))
+_RR_INTERVAL = _Code("R-R interval", (), (147240, "MDC_ECG_TIME_PD_RR_GL"))
 
 _KIND_CODES: Mapping[ReadingKind, _Code] = MappingProxyType(
     {
@@ -155,6 +160,7 @@ _UNIT_DISPLAY: Mapping[str, str] = MappingProxyType(
         "kg/m2": "kg/m2",
         "m": "m",
         "[in_i]": "in",
+        "s": "s",
     }
 )
 
@@ -212,10 +218,10 @@ def _component(kind: ReadingKind, quantity: Quantity) -> dict[str, Any]:
     return component
 
 
-def _pulse_amplitude_index(detail: str | int | float | bool | None) -> Quantity | None:
+def _pulse_amplitude_index(detail: DetailValue | None) -> Quantity | None:
     """The pulse amplitude index detail (a number, or a NoValue reason as text) as a Quantity."""
     code = "pulse-amplitude-index"
-    if isinstance(detail, bool) or detail is None:
+    if detail is None or isinstance(detail, bool | tuple):
         return None
     if isinstance(detail, int | float):
         return Quantity(code=code, value=float(detail), unit="%")
@@ -223,6 +229,13 @@ def _pulse_amplitude_index(detail: str | int | float | bool | None) -> Quantity 
         return Quantity(code=code, value=None, unit="%", no_value=NoValue(detail))
     except ValueError:
         return None
+
+
+def _rr_intervals(detail: DetailValue | None) -> list[dict[str, Any]]:
+    """The RR-intervals detail (seconds) as components, one per interval."""
+    if not isinstance(detail, tuple):
+        return []
+    return [{"code": _RR_INTERVAL.concept(), "valueQuantity": _value_quantity(seconds, "s")} for seconds in detail]
 
 
 def _device_display(reading: Reading) -> str:
@@ -284,6 +297,8 @@ def observation(
     pai = _pulse_amplitude_index(details.get("pulse-amplitude-index"))
     if kind is ReadingKind.OXYGEN_SATURATION and pai is not None:
         components.append(_component(kind, pai))
+    if kind is ReadingKind.HEART_RATE:
+        components += _rr_intervals(details.get("rr-intervals"))
     if components:
         obs["component"] = components
     notes = _notes(reading)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import AsyncGenerator, Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -27,10 +26,12 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 
+from gateway.backoff import Backoff
 from gateway.devices.gatt import (
     BATTERY_LEVEL,
     BLOOD_PRESSURE_SERVICE,
     DEVICE_INFORMATION_STRINGS,
+    HEALTH_SERVICE_KEYS,
     HEALTH_THERMOMETER_SERVICE,
     HEART_RATE_SERVICE,
     MEASUREMENT_CHARACTERISTICS,
@@ -68,37 +69,13 @@ HEALTH_SERVICES: Final = (
 
 _CONNECTION_ERRORS = (BleakError, TimeoutError, OSError, EOFError)
 _MAX_IGNORED_LOGGED = 1024
+MAX_SERVICE_DEVICES: Final = 16
+"""How many devices allowed by service alone the manager follows (a cabin has a handful of devices)."""
 """How many ignored addresses are remembered for "log once" (a busy place has many devices around)."""
 
 
 class DeviceManagerError(GatewayError, RuntimeError):
     """The device manager was used in a way it does not support (for example two readers at once)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Delays between reconnection attempts: `initial` seconds, times `factor` per failure, at most `maximum`."""
-
-    initial: float = 0.5
-    factor: float = 2.0
-    maximum: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.initial) and self.initial > 0):
-            raise ConfigError(f"backoff initial delay must be > 0 seconds, got {self.initial!r}")
-        if not (math.isfinite(self.factor) and self.factor >= 1):
-            raise ConfigError(f"backoff factor must be >= 1, got {self.factor!r}")
-        if not (math.isfinite(self.maximum) and self.maximum >= self.initial):
-            raise ConfigError(f"backoff maximum must be >= the initial delay {self.initial}, got {self.maximum!r}")
-
-    def delay(self, failures: int) -> float:
-        """The delay before the next attempt after `failures` consecutive failures (0 for the first retry)."""
-        if failures <= 0:
-            return self.initial
-        # Compare exponents, not powers, so a long outage cannot overflow the float.
-        if math.log(self.maximum / self.initial) <= failures * math.log(self.factor):
-            return self.maximum
-        return min(self.maximum, self.initial * self.factor**failures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +95,8 @@ class DeviceState:
     seen: bool = False
     connected: bool = False
     battery_percent: int | None = None
+    # The allowlistable health services it advertised, by their configuration names ("blood-pressure"...).
+    services: frozenset[str] = frozenset()
 
 
 def _normalize(address: str) -> str:
@@ -174,6 +153,7 @@ class DeviceManager(AsyncResource):
         self,
         allowlist: Iterable[str],
         *,
+        services: Iterable[int] = (),
         backend: BleakBackends | None = None,
         adapter: str | None = None,
         backoff: Backoff | None = None,
@@ -184,10 +164,14 @@ class DeviceManager(AsyncResource):
     ) -> None:
         """Prepare a manager for the devices in `allowlist`; `adapter` is a BlueZ adapter name such as "hci0".
 
+        `services` (16-bit health service UUIDs) also accepts any device advertising one of them, up to
+        `MAX_SERVICE_DEVICES` such devices (a cabin that allows "any blood-pressure monitor").
+
         Raises:
             ConfigError: an empty address, a timeout <= 0, or `max_queued` < 1.
         """
         self._allowlist = frozenset(_normalize(address) for address in allowlist)
+        self._services = frozenset(uuid128(service) for service in services)
         if connect_timeout <= 0 or read_timeout <= 0:
             raise ConfigError(f"timeouts must be > 0 seconds, got {connect_timeout} and {read_timeout}")
         if max_queued < 1:
@@ -274,8 +258,13 @@ class DeviceManager(AsyncResource):
 
     @property
     def allowlist(self) -> frozenset[str]:
-        """The normalized addresses the manager connects to."""
+        """The normalized addresses the manager connects to (besides those allowed by service)."""
         return self._allowlist
+
+    @property
+    def services(self) -> frozenset[str]:
+        """The 128-bit UUIDs of the services whose devices are accepted whatever their address."""
+        return self._services
 
     def states(self) -> Mapping[str, DeviceState]:
         """A snapshot of every allowlisted device's state, by address."""
@@ -321,16 +310,26 @@ class DeviceManager(AsyncResource):
         if self._closed:
             return
         address = device.address.upper()
-        if address not in self._allowlist:
+        if address not in self._states and self._accepts_by_service(advertisement):
+            self._states[address] = DeviceState(address)
+            _logger.info("[cabin %s] %s: allowed by its service", self._cabin, address)
+        if address not in self._states:
             if address not in self._ignored and len(self._ignored) < _MAX_IGNORED_LOGGED:
                 self._ignored.add(address)
                 _logger.info("[cabin %s] ignoring %s: not on the allowlist", self._cabin, address)
             return
         self._latest[address] = device
         name = advertisement.local_name or device.name or self._states[address].name
-        self._set_state(address, seen=True, name=name or "")
+        advertised = {uuid.lower() for uuid in advertisement.service_uuids}
+        services = frozenset(key for key, uuid in HEALTH_SERVICE_KEYS.items() if uuid128(uuid) in advertised)
+        self._set_state(address, seen=True, name=name or "", services=self._states[address].services | services)
         if address not in self._tasks:
             self._tasks[address] = asyncio.create_task(self._run_device(address), name=f"ble-{address}")
+
+    def _accepts_by_service(self, advertisement: AdvertisementData) -> bool:
+        if not self._services or len(self._states) - len(self._allowlist) >= MAX_SERVICE_DEVICES:
+            return False
+        return any(uuid.lower() in self._services for uuid in advertisement.service_uuids)
 
     def _set_state(self, address: str, **changes: object) -> None:
         """Update a device's state and tell the state iterators if it changed."""

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+DetailValue = str | int | float | bool | tuple[float, ...]
+"""A value in `Reading.details`: a name, a number, a flag, or a series of numbers (RR intervals in seconds)."""
+
 
 class ReadingKind(enum.StrEnum):
     """What was measured."""
@@ -96,7 +99,7 @@ class Reading:
     time_source: TimeSource
     device: DeviceIdentity
     status: frozenset[str] = frozenset()
-    details: tuple[tuple[str, str | int | float | bool], ...] = field(default=())
+    details: tuple[tuple[str, DetailValue], ...] = field(default=())
 
     def __post_init__(self) -> None:
         if not self.quantities:
@@ -127,5 +130,5 @@ class Reading:
             "time_source": self.time_source.value,
             "device": self.device.to_wire(),
             "status": sorted(self.status),
-            "details": {k: v for k, v in self.details},
+            "details": {k: list(v) if isinstance(v, tuple) else v for k, v in self.details},
         }

@@ -68,6 +68,8 @@ class Screen:
     prompt_kind: str | None = None
     reading: Reading | None = None
     help: HelpPhase = HelpPhase.NONE
+    # The languages this cabin offers, the default first.
+    languages: tuple[str, ...] = (DEFAULT_LANGUAGE,)
 
     def to_json(self) -> dict[str, Any]:
         """The message pushed to the page (loopback only; the reading is the citizen's own, shown to them)."""
@@ -90,6 +92,7 @@ class Screen:
             "prompt": None if self.prompt_kind is None else {"kind": self.prompt_kind},
             "reading": None if self.reading is None else self.reading.to_wire(),
             "help": self.help.value,
+            "languages": list(self.languages),
         }
 
 

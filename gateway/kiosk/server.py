@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -94,10 +96,20 @@ class KioskServer(AsyncResource):
         webclient_dir: Path = WEBCLIENT_DIR,
         ended_seconds: float = 20.0,
         clock: Callable[[], datetime] | None = None,
+        languages: tuple[str, ...] = (DEFAULT_LANGUAGE, "en"),
+        sock: socket.socket | None = None,
     ) -> None:
-        """Raises: ConfigError: `host` is not a loopback address."""
+        """`sock`, if given, is an already bound listening socket (bound before anything else changed).
+
+        Raises:
+            ConfigError: `host` is not a loopback address, or no valid language.
+        """
         if not _is_loopback(host):
             raise ConfigError(f"the cabin screen is served on loopback only, not on {host!r}")
+        if not languages or not all(valid_language(code) for code in languages):
+            raise ConfigError(f"the cabin screen needs language codes such as 'fr', got {languages!r}")
+        self.languages = languages
+        self._sock = sock
         self.gateway = gateway
         self.host = host
         self.port = port
@@ -105,7 +117,7 @@ class KioskServer(AsyncResource):
         self._webclient = webclient_dir
         self._ended_seconds = ended_seconds
         self._clock = clock or (lambda: datetime.now(UTC))
-        self.lang = DEFAULT_LANGUAGE
+        self.lang = languages[0]
         self.screen: Screen | None = None
         self.screens_sent = 0
         self._focus: str | None = None
@@ -141,10 +153,13 @@ class KioskServer(AsyncResource):
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         try:
-            site = web.TCPSite(self._runner, self.host, self.port)
+            site: web.BaseSite
+            if self._sock is not None:
+                site = web.SockSite(self._runner, self._sock)
+            else:
+                site = web.TCPSite(self._runner, self.host, self.port)
             await site.start()
-            if self.port == 0:
-                self.port = int(self._runner.addresses[0][1])
+            self.port = int(self._runner.addresses[0][1])
             self._tasks.append(asyncio.create_task(self._watch(), name="kiosk-watch"))
         except BaseException:
             await self.close()
@@ -248,8 +263,8 @@ class KioskServer(AsyncResource):
             await self.call_for_help()
         elif kind == "language":
             lang = message.get("lang")
-            if not valid_language(lang):
-                raise KioskProtocolError("'lang' must be a language code such as 'fr' or 'en'")
+            if not valid_language(lang) or lang not in self.languages:
+                raise KioskProtocolError(f"'lang' must be one of this cabin's languages: {', '.join(self.languages)}")
             self.lang = str(lang)
         elif kind == "dismiss":
             self._ending = None
@@ -305,7 +320,7 @@ class KioskServer(AsyncResource):
         if self._ending is not None and time.monotonic() >= self._ending_until:
             self._ending = None
         if self._ending is None and self.screen is not None and self.screen.state is ScreenState.ENDED:
-            self.lang = DEFAULT_LANGUAGE  # the next citizen starts in French
+            self.lang = self.languages[0]  # the next citizen starts in the cabin's first language
         focus = choose_focus(self._focus, frozenset(gw.checked_in), gw.schedule)
         previous = self._focus
         if previous is not None and focus != previous:
@@ -339,7 +354,7 @@ class KioskServer(AsyncResource):
             self._had_call = True
         focus = self._focus
         prompt = gw.prompt
-        return compute_screen(
+        screen = compute_screen(
             now=self._clock(),
             lang=self.lang,
             signaling_up=gw.connected.is_set(),
@@ -353,6 +368,7 @@ class KioskServer(AsyncResource):
             reading=None if focus is None else gw.latest_reading.get(focus),
             help=help_phase(gw.help is not None, gw.help is not None and gw.help.alert_id is not None),
         )
+        return dataclasses.replace(screen, languages=self.languages)
 
     async def _watch(self) -> None:
         while True:

@@ -1,143 +1,139 @@
-"""Camera and microphone sources named by a short spec: `test`, `v4l2:/dev/video0`, `alsa:hw:0`, `pulse:default`.
-
-`file:PATH` reads any file or pipe that av can open (a Y4M or WAV stream, a recording): a camera or microphone
-stand-in for a demonstration, and the lowest honest layer for tests of a device that goes away.
+"""The call's camera and microphone tracks, opened from their specs (see gateway.media.spec).
 
 A source is opened for one call and closed after it: the camera is only on while someone is being seen.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import stat
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from aiortc import MediaStreamTrack
 
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import GatewayError
 from gateway.lifecycle import AsyncResource
+from gateway.media.meters import AudioMeter, VideoMeter
+from gateway.media.resilient import HealthCallback, ResilientAudioTrack, ResilientVideoTrack
+from gateway.media.spec import AUDIO_KINDS, VIDEO_KINDS, SourceSpec, VideoFormat
 from gateway.media.synthetic import PatternVideoTrack, ToneAudioTrack
 
-log = logging.getLogger("cabine.gateway.media")
+__all__ = ["AUDIO_KINDS", "VIDEO_KINDS", "MediaSourceError", "MediaSources", "SourceSpec", "VideoFormat", "open_device"]
 
-VIDEO_KINDS = ("test", "v4l2", "file", "none")
-AUDIO_KINDS = ("test", "alsa", "pulse", "file", "none")
+log = logging.getLogger("cabine.gateway.media")
 
 
 class MediaSourceError(GatewayError, OSError):
     """A camera or microphone could not be opened."""
 
 
-@dataclass(frozen=True, slots=True)
-class SourceSpec:
-    kind: str
-    device: str = ""
-
-    @classmethod
-    def parse(cls, text: str, *, audio: bool) -> SourceSpec:
-        """Parse `kind` or `kind:device`.
-
-        Raises:
-            ConfigError: unknown kind, or a device kind without a device.
-        """
-        kind, _, device = text.partition(":")
-        allowed = AUDIO_KINDS if audio else VIDEO_KINDS
-        if kind not in allowed:
-            what = "audio" if audio else "video"
-            raise ConfigError(
-                f"unknown {what} source {text!r}: use one of {', '.join(allowed)} (e.g. v4l2:/dev/video0)"
-            )
-        if kind in ("v4l2", "alsa", "pulse", "file") and not device:
-            example = {"v4l2": "/dev/video0", "file": "/path/to/recording.y4m"}.get(kind, "default")
-            raise ConfigError(f"{kind} source needs a device, e.g. {kind}:{example}")
-        return cls(kind, device)
-
-    def check_available(self) -> None:
-        """Check, at start, that a named device or file is there (the rest is known only when it is opened).
-
-        Raises:
-            ConfigError: a V4L2 device that is not a character device, or a file source that does not exist.
-        """
-        path = Path(self.device)
-        if self.kind == "v4l2":
-            if not path.exists():
-                raise ConfigError(f"camera {self.device} does not exist (is it plugged in? see `ls /dev/video*`)")
-            if not stat.S_ISCHR(path.stat().st_mode):
-                raise ConfigError(f"camera {self.device} is not a video device")
-        elif self.kind == "file" and not path.exists():
-            raise ConfigError(f"source file {self.device} does not exist")
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.device}" if self.device else self.kind
-
-
-@dataclass(frozen=True, slots=True)
-class VideoFormat:
-    width: int = 640
-    height: int = 480
-    fps: int = 30
+# Told (kind "video" or "audio", available, reason) when a device goes away and when it comes back.
+SourceHealth = Callable[[str, bool, str], None]
 
 
 class MediaSources(AsyncResource):
-    """The call's camera and microphone tracks; an async context manager that releases the devices."""
+    """The call's camera and microphone tracks; an async context manager that releases the devices.
 
-    def __init__(self, video: SourceSpec, audio: SourceSpec, fmt: VideoFormat = VideoFormat(), *, stamp: bool = False):
+    A real device (V4L2, ALSA, PulseAudio, a file) is wrapped so that the call survives it going away: the card or
+    silence is sent meanwhile, `on_health` is told, and the device is opened again when it is back.
+    """
+
+    def __init__(
+        self,
+        video: SourceSpec,
+        audio: SourceSpec,
+        fmt: VideoFormat = VideoFormat(),
+        *,
+        stamp: bool = False,
+        on_health: SourceHealth | None = None,
+    ) -> None:
         self._video_spec, self._audio_spec, self._fmt, self._stamp = video, audio, fmt, stamp
-        self._players: list[Any] = []
+        self._on_health = on_health
+        # What the camera and microphone deliver during the call, for a self-test asked meanwhile.
+        self.video_meter = VideoMeter()
+        self.audio_meter = AudioMeter()
         self.video: MediaStreamTrack | None = None
         self.audio: MediaStreamTrack | None = None
 
     async def __aenter__(self) -> MediaSources:
-        try:
-            self.video = self._open_video()
-            self.audio = self._open_audio()
-        except BaseException:
-            await self.close()
-            raise
+        self.video = self._open_video()
+        self.audio = self._open_audio()
         return self
 
     async def close(self) -> None:
         for track in (self.video, self.audio):
             if track is not None:
                 track.stop()
-        for player in self._players:
-            for track in (player.video, player.audio):
-                if track is not None:
-                    track.stop()
-        self._players.clear()
         self.video = self.audio = None
 
-    def _player(self, device: str, fmt: str | None, options: dict[str, str]) -> Any:
-        from aiortc.contrib.media import MediaPlayer
-
-        try:
-            player = MediaPlayer(device, format=fmt, options=options)
-        except Exception as exc:  # av raises many OSError/ValueError subclasses per backend
-            raise MediaSourceError(f"cannot open {fmt or 'file'} {device!r}: {exc}") from exc
-        self._players.append(player)
-        return player
+    def _health(self, kind: str) -> HealthCallback | None:
+        on_health = self._on_health
+        if on_health is None:
+            return None
+        return lambda available, reason: on_health(kind, available, reason)
 
     def _open_video(self) -> MediaStreamTrack | None:
         spec, fmt = self._video_spec, self._fmt
         if spec.kind == "none":
             return None
         if spec.kind == "test":
-            return PatternVideoTrack(fmt.width, fmt.height, fmt.fps, stamp=self._stamp)
+            return PatternVideoTrack(fmt.width, fmt.height, fmt.fps, stamp=self._stamp, meter=self.video_meter)
         if spec.kind == "file":
-            track: MediaStreamTrack | None = self._player(spec.device, None, {}).video
-            return track
-        options = {"video_size": f"{fmt.width}x{fmt.height}", "framerate": str(fmt.fps)}
-        track = self._player(spec.device, "v4l2", options).video
-        return track
+            fmt_name, options = None, {}
+        else:
+            fmt_name, options = "v4l2", {"video_size": f"{fmt.width}x{fmt.height}", "framerate": str(fmt.fps)}
+
+        async def open_camera() -> MediaStreamTrack:
+            return await open_device(spec.device, fmt_name, options, "video")
+
+        return ResilientVideoTrack(
+            open_camera,
+            fmt.width,
+            fmt.height,
+            label=f"camera {spec}",
+            on_health=self._health("video"),
+            meter=self.video_meter,
+        )
 
     def _open_audio(self) -> MediaStreamTrack | None:
         spec = self._audio_spec
         if spec.kind == "none":
             return None
         if spec.kind == "test":
-            return ToneAudioTrack()
-        fmt = None if spec.kind == "file" else spec.kind
-        track: MediaStreamTrack | None = self._player(spec.device, fmt, {}).audio
-        return track
+            return ToneAudioTrack(meter=self.audio_meter)
+        fmt_name = None if spec.kind == "file" else spec.kind
+
+        async def open_microphone() -> MediaStreamTrack:
+            return await open_device(spec.device, fmt_name, {}, "audio")
+
+        return ResilientAudioTrack(
+            open_microphone, label=f"microphone {spec}", on_health=self._health("audio"), meter=self.audio_meter
+        )
+
+
+async def open_device(device: str, fmt: str | None, options: dict[str, str], kind: str) -> MediaStreamTrack:
+    """Open a camera, microphone or file with av (in a thread: opening a device can block) and return its track.
+
+    Raises:
+        MediaSourceError: it cannot be opened, or has no track of that kind.
+    """
+    from aiortc.contrib.media import MediaPlayer
+
+    def make() -> Any:
+        return MediaPlayer(device, format=fmt, options=options)
+
+    try:
+        player = await asyncio.to_thread(make)
+    except Exception as exc:  # av raises many OSError/ValueError subclasses per backend
+        raise MediaSourceError(f"cannot open {fmt or 'file'} {device!r}: {exc}") from exc
+    track: MediaStreamTrack | None = player.video if kind == "video" else player.audio
+    if track is None:
+        for other in (player.video, player.audio):
+            if other is not None:
+                other.stop()
+        raise MediaSourceError(f"{device!r} has no {kind}")
+    other = player.audio if kind == "video" else player.video
+    if other is not None:
+        other.stop()  # a file with both: this source uses one
+    return track

@@ -12,6 +12,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 
+from gateway.media.meters import AudioMeter, VideoMeter
 from gateway.media.pattern import PatternPainter
 
 VIDEO_CLOCK_RATE = 90_000
@@ -24,8 +25,17 @@ class PatternVideoTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, width: int = 640, height: int = 480, fps: int = 30, *, stamp: bool = False) -> None:
+    def __init__(
+        self,
+        width: int = 640,
+        height: int = 480,
+        fps: int = 30,
+        *,
+        stamp: bool = False,
+        meter: VideoMeter | None = None,
+    ) -> None:
         super().__init__()
+        self._meter = meter
         if not 1 <= fps <= 60:
             raise ValueError(f"frame rate must be 1..60, got {fps}")
         self._pattern = PatternPainter(width, height, stamp=stamp)
@@ -50,6 +60,8 @@ class PatternVideoTrack(MediaStreamTrack):
         frame.pts = int(self._index * VIDEO_CLOCK_RATE / self._fps)
         frame.time_base = self._time_base
         self._index += 1
+        if self._meter is not None:
+            self._meter.observe(frame)
         return frame
 
 
@@ -58,8 +70,9 @@ class ToneAudioTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, frequency: float = 440.0, level: float = 0.2) -> None:
+    def __init__(self, frequency: float = 440.0, level: float = 0.2, *, meter: AudioMeter | None = None) -> None:
         super().__init__()
+        self._meter = meter
         self._samples = int(AUDIO_RATE * AUDIO_PTIME)
         period = np.arange(AUDIO_RATE, dtype=np.float64)
         tone = np.sin(2 * math.pi * frequency * period / AUDIO_RATE) * level * 32767
@@ -85,4 +98,6 @@ class ToneAudioTrack(MediaStreamTrack):
         frame.pts = self._sent
         frame.time_base = self._time_base
         self._sent += self._samples
+        if self._meter is not None:
+            self._meter.observe(frame)
         return frame

@@ -2,7 +2,8 @@
 
 The temperature payload is [NordicHT] (NordicSemiconductor/Android-BLE-Common-Library,
 ble-common/src/test/java/no/nordicsemi/android/ble/common/callback/ht/TemperatureMeasurementDataCallbackTest.java);
-the blood-pressure one is [NordicBP] _minimal from .../callback/bps/BloodPressureMeasurementDataCallbackTest.java.
+the blood-pressure one is [NordicBP] _minimal from .../callback/bps/BloodPressureMeasurementDataCallbackTest.java;
+the heart-rate one extends [NordicHR] _uint8 from .../callback/hr/HeartRateMeasurementDataCallbackTest.java.
 """
 
 from __future__ import annotations
@@ -99,6 +100,12 @@ def test_special_value_is_null_with_a_reason() -> None:
     result = ok("2A1C", "00 FF FF 7F 00")
     assert result["value"] is None
     assert result["no_value"] == "nan"
+
+
+def test_heart_rate_rr_intervals_are_an_array_of_seconds() -> None:
+    result = ok("2A37", "1E 55 32 00 21 00 00 04")  # [NordicHR] _uint8 plus a second interval of 1024/1024 s
+    assert result["details"] == {"energy-expended-kj": 50, "rr-intervals": [33 / 1024, 1.0]}
+    assert result["value"] == 85.0
 
 
 def test_battery_and_strings() -> None:

@@ -142,6 +142,19 @@ def test_heart_rate() -> None:
     assert codes(obs["code"]) == {(LOINC, "8867-4"), (MDC, "147842")}
     assert obs["valueQuantity"] == {"value": 72.0, "unit": "/min", "system": UCUM, "code": "/min"}
     assert obs["note"][-1] == {"text": "Device status: sensor-contact-not-detected, sensor-contact-supported."}
+    assert "component" not in obs
+
+
+def test_heart_rate_rr_intervals_are_components_in_seconds() -> None:
+    obs = observation(reading(0x2A37, encode_heart_rate(72, rr_intervals=[0.8330078125, 0.5, 33 / 1024])))
+    validate(obs)
+    assert [codes(c["code"]) for c in obs["component"]] == [{(MDC, "147240")}] * 3
+    assert obs["component"][0]["code"]["coding"][0]["display"] == "MDC_ECG_TIME_PD_RR_GL"
+    assert [c["valueQuantity"] for c in obs["component"]] == [
+        {"value": seconds, "unit": "s", "system": UCUM, "code": "s"} for seconds in (0.8330078125, 0.5, 33 / 1024)
+    ]
+    assert obs["valueQuantity"]["value"] == 72.0
+    Bundle.model_validate(bundle([reading(0x2A37, encode_heart_rate(60, rr_intervals=[1.0]))], patient_display=None))
 
 
 def test_oxygen_saturation_spot_check() -> None:

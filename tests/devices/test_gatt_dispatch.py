@@ -1,7 +1,10 @@
-"""The `decode` dispatcher, UUID parsing and the UUID table."""
+"""The `decode` dispatcher, UUID parsing, the UUID table, and the package's layout (one module per profile)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -103,3 +106,31 @@ def test_dispatch_non_measurement() -> None:
 def test_dispatch_unknown() -> None:
     with pytest.raises(DecodeError, match="characteristic 0x1234 is not known"):
         decode(0x1234, b"\x00", device=DEVICE, received_at=NOW)
+
+
+def test_one_module_per_profile() -> None:
+    assert {
+        decoder.__module__.rsplit(".", 1)[1]
+        for decoder in (
+            gatt.decode_temperature,
+            gatt.decode_temperature_type,
+            gatt.decode_blood_pressure,
+            gatt.decode_plx_spot_check,
+            gatt.decode_plx_continuous,
+            gatt.decode_heart_rate,
+            gatt.decode_weight,
+            gatt.decode_battery_level,
+            gatt.apply_device_information,
+        )
+    } == {"temperature", "blood_pressure", "pulse_oximeter", "heart_rate", "weight", "battery", "device_information"}
+    assert all(hasattr(gatt, name) for name in gatt.__all__)
+
+
+def test_the_decoders_are_pure() -> None:
+    code = (
+        "import json, sys; import gateway.devices.gatt; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('asyncio', 'socket', 'selectors', 'bleak', 'aiohttp', 'aiortc', 'dbus_fast'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(loaded.stdout) == []

@@ -64,6 +64,13 @@ def test_heart_rate_vectors() -> None:
     ) == bytes([0b11111, 1, 1, 50, 1, 1, 0, 2, 1, 0xFF, 0xFF])  # [NordicHR] _uint16
 
 
+def test_heart_rate_encodes_the_rr_intervals_it_decodes() -> None:
+    payload = bytes([0b11111, 1, 1, 50, 1, 1, 0, 2, 1, 0xFF, 0xFF])  # [NordicHR] _uint16
+    rr = dict(decode(0x2A37, payload, device=DEVICE, received_at=NOW).details)["rr-intervals"]
+    assert isinstance(rr, tuple)
+    assert encode_heart_rate(257, sensor_contact=True, energy_expended_kj=306, rr_intervals=rr) == payload
+
+
 def test_plx_continuous_vector() -> None:
     payload = encode_plx_continuous(
         95, 90, measurement_status={"measurement-ongoing"}, device_sensor_status=(), pulse_amplitude_index=8.7

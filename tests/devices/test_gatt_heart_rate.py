@@ -11,6 +11,7 @@ Vectors and their sources:
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -47,7 +48,7 @@ def test_nordic_uint8() -> None:
     reading = hr(bytes([0b11110, 85, 50, 0, 33, 0]))  # [NordicHR]
     assert reading.primary.value == 85.0
     assert reading.status == frozenset({"sensor-contact-supported", "sensor-contact-detected"})
-    assert dict(reading.details) == {"energy-expended-kj": 50, "rr-intervals": repr(33 / 1024)}
+    assert dict(reading.details) == {"energy-expended-kj": 50, "rr-intervals": (33 / 1024,)}
 
 
 def test_nordic_uint16() -> None:
@@ -56,8 +57,7 @@ def test_nordic_uint16() -> None:
     assert reading.status == frozenset({"sensor-contact-supported", "sensor-contact-detected"})
     details = dict(reading.details)
     assert details["energy-expended-kj"] == 306
-    rr = str(details["rr-intervals"]).split(",")
-    assert [round(float(s) * 1024) for s in rr] == [1, 258, 65535]
+    assert details["rr-intervals"] == (1 / 1024, 258 / 1024, 65535 / 1024)
 
 
 def test_nordic_invalid_rr_flag_without_interval() -> None:
@@ -75,7 +75,14 @@ def test_sensor_contact_not_supported_values() -> None:
 
 def test_rr_intervals_are_exact_seconds() -> None:
     reading = hr(bytes([0x10, 60, 0x00, 0x04, 0x00, 0x02]))
-    assert dict(reading.details) == {"rr-intervals": "1.0,0.5"}
+    assert dict(reading.details) == {"rr-intervals": (1.0, 0.5)}
+
+
+def test_rr_intervals_on_the_wire_are_a_json_array_of_seconds() -> None:
+    reading = hr(bytes([0x10, 60, 0x00, 0x04, 0x00, 0x02, 0x21, 0x00]))
+    wire = json.loads(json.dumps(reading.to_wire()))
+    assert wire["details"] == {"rr-intervals": [1.0, 0.5, 33 / 1024]}
+    assert hash(reading) == hash(hr(bytes([0x10, 60, 0x00, 0x04, 0x00, 0x02, 0x21, 0x00])))  # still a value
 
 
 def test_odd_rr_bytes() -> None:

@@ -378,7 +378,7 @@ def test_heart_rate_round_trip(
     if rr is None:
         assert "rr-intervals" not in details
     else:
-        assert [float(s) for s in str(details["rr-intervals"]).split(",")] == rr
+        assert details["rr-intervals"] == tuple(rr)
 
 
 @ROUND_TRIP

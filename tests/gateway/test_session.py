@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
 
 from gateway.devices.readings import DeviceIdentity, Quantity, Reading, ReadingKind, TimeSource
 from gateway.ice import LOOPBACK, host_addresses
@@ -135,17 +137,59 @@ async def test_a_non_medical_call_has_no_vitals_channel_at_any_layer() -> None:
 
 
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
-async def test_the_offer_carries_the_chosen_codec_and_video_in_its_own_stream(codec: str) -> None:
-    from gateway.session import VideoCodec
+async def test_the_offer_puts_the_chosen_codec_first_and_video_in_its_own_stream(codec: str) -> None:
+    from gateway.media.codecs import VideoCodec
 
     sources = MediaSources(SourceSpec("test"), SourceSpec("test"))
     await sources.__aenter__()
     async with CallSession("apt_codec", AppointmentKind.BANK, (), sources, video_codec=VideoCodec(codec)) as session:
         offer = await session.create_offer()
     video = offer.split("m=video", 1)[1].split("m=", 1)[0]
-    names = {line.split()[1].split("/")[0].lower() for line in video.splitlines() if line.startswith("a=rtpmap:")}
-    assert names <= {codec, "rtx"}, names
-    assert codec in names
+    names = [line.split()[1].split("/")[0].lower() for line in video.splitlines() if line.startswith("a=rtpmap:")]
+    assert names[0] == codec, names
+    # The other codec stays in the offer: a browser without the preferred one falls back to it.
+    assert {"vp8", "h264"} <= set(names), names
     # Audio and video in different streams: the doctor's browser does not hold video back for lip sync.
     streams = {line.split()[0] for line in offer.splitlines() if line.startswith("a=msid:")}
     assert len(streams) == 2, streams
+
+
+async def test_a_professional_without_the_preferred_codec_gets_the_fallback() -> None:
+    from aiortc import RTCRtpSender
+
+    from gateway.media.codecs import VideoCodec
+
+    pro = Professional()
+    frames: list[object] = []
+    drains: list[asyncio.Task[None]] = []
+
+    @pro.pc.on("track")
+    def on_track(track: object) -> None:
+        async def drain() -> None:
+            with contextlib.suppress(MediaStreamError):
+                while True:
+                    frames.append(await track.recv())  # type: ignore[attr-defined]
+
+        if getattr(track, "kind", "") == "video":
+            drains.append(asyncio.ensure_future(drain()))
+
+    sources = MediaSources(SourceSpec("test"), SourceSpec("test"))
+    await sources.__aenter__()
+    async with CallSession("apt_fallback", AppointmentKind.BANK, (), sources, video_codec=VideoCodec.H264) as session:
+        offer = await session.create_offer()
+        # This professional's browser decodes VP8 only.
+        vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.lower() == "video/vp8"]
+        pro.pc.addTransceiver("audio", direction="recvonly")
+        pro.pc.addTransceiver("video", direction="recvonly").setCodecPreferences(vp8)
+        await pro.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await pro.pc.setLocalDescription(await pro.pc.createAnswer())
+        answer = str(pro.pc.localDescription.sdp)
+        video = answer.split("m=video", 1)[1].split("m=", 1)[0]
+        assert "VP8/90000" in video and "H264" not in video
+        await session.accept_answer(answer)
+        await asyncio.wait_for(session.connected.wait(), timeout=10)
+        await wait_until(lambda: len(frames) >= 10, timeout=10, what="VP8 frames at the professional")
+    await pro.pc.close()
+    for task in drains:
+        task.cancel()
+    await asyncio.gather(*drains, return_exceptions=True)

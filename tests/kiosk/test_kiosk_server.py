@@ -123,7 +123,8 @@ async def test_help_is_kept_until_signaling_accepts_it(kiosk: KioskServer, http:
         ("not json", "message is not JSON"),
         ("[1]", "message must be a JSON object"),
         ('{"type": "reboot"}', "unknown message type 'reboot'"),
-        ('{"type": "language", "lang": "fr-FR<"}', "'lang' must be a language code such as 'fr' or 'en'"),
+        ('{"type": "language", "lang": "fr-FR<"}', "'lang' must be one of this cabin's languages: fr, en"),
+        ('{"type": "language", "lang": "de"}', "'lang' must be one of this cabin's languages: fr, en"),
         ('{"type": "answer", "sdp": "v=0"}', "'answer' needs an 'sdp' string and the 'offer' number it answers"),
     ],
 )

@@ -16,6 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.identity import CabinIdentity
 from signaling.app import RedactingAccessLogger, create_app
 from signaling.config import ServerConfig, hash_api_key
+from signaling.hub import Hub
+from signaling.keys import HUB
 from signaling.links import professional_token
 from signaling.models import Appointment, Cabin
 from signaling.protocol import AppointmentKind
@@ -36,6 +38,12 @@ class World:
     medical: Appointment  # cabin-1, open now
     bank: Appointment  # cabin-1, in two hours
     other: Appointment  # cabin-2, open now
+
+    @property
+    def hub(self) -> Hub:
+        app = self.client.server.app
+        assert app is not None
+        return app[HUB]
 
     def pro_token(self, appointment: Appointment, signer: TokenSigner | None = None) -> str:
         return professional_token(signer or self.signer, appointment)
@@ -109,8 +117,24 @@ async def admitted_call(world: World, appointment: Appointment, cabin_id: str) -
     return pro, cabin
 
 
+@dataclass
+class Clock:
+    """A server clock that tests move forward."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 @pytest.fixture
-async def world(aiohttp_client: ClientFactory, tmp_path: Path) -> AsyncIterator[World]:
+def server_options() -> dict[str, Any]:
+    """Extra ServerConfig fields for the world's server; a test module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+async def world(aiohttp_client: ClientFactory, tmp_path: Path, server_options: dict[str, Any]) -> AsyncIterator[World]:
     signer = TokenSigner.generate()
     store = SQLiteStore.open(tmp_path / "signaling.sqlite")
     now = datetime.now(UTC)
@@ -138,6 +162,7 @@ async def world(aiohttp_client: ClientFactory, tmp_path: Path) -> AsyncIterator[
         hello_timeout=1.0,
         rate_burst=30,
         rate_per_second=10.0,
+        **server_options,
     )
     server = TestServer(create_app(config))
     await server.start_server(access_log_class=RedactingAccessLogger)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from signaling.alerts import AlertBook, AlertNotFound
+from signaling.alerts import MAX_INCIDENTS_PER_CABIN, AlertBook, AlertKind, AlertNotFound
 from signaling.models import AuditAction
-from signaling.protocol import HelpRequest, HelpStatus, ProtocolError, dump, parse
+from signaling.protocol import HelpRequest, HelpStatus, IncidentKind, ProtocolError, dump, parse
 from tests.signaling.conftest import OPERATOR_KEY, World, closed_with, receive
 
 AUTH = {"Authorization": f"Bearer {OPERATOR_KEY}"}
@@ -36,11 +36,47 @@ def test_one_open_alert_per_cabin_and_idempotent_resolution() -> None:
     resolved, closed = book.resolve(first.id, T0 + timedelta(minutes=1), "op")
     assert closed and not resolved.open and resolved.resolved_by == "op"
     assert book.resolve(first.id, T0 + timedelta(minutes=2), "op2") == (resolved, False)
-    assert book.for_cabin("cabin-1") is None and book.recently_resolved() == [resolved]
+    assert book.for_cabin("cabin-1") == [] and book.recently_resolved() == [resolved]
     with pytest.raises(AlertNotFound, match="no alert 'alert_nope'"):
         book.resolve("alert_nope", T0, "op")
     # A new press after resolution is a new alert.
     assert book.raise_alert("cabin-1", None, T0 + timedelta(minutes=3))[0].id != first.id
+
+
+def test_one_alert_per_incident_and_the_cabin_closes_it() -> None:
+    book = AlertBook()
+    camera, new = book.open_incident("cabin-1", IncidentKind.CAMERA_UNAVAILABLE, "", "gone", T0)
+    assert new and camera is not None and camera.kind is AlertKind.CAMERA_UNAVAILABLE
+    again, new = book.open_incident("cabin-1", IncidentKind.CAMERA_UNAVAILABLE, "", "still gone", T0)
+    assert not new and again is not None and (again.id, again.presses, again.detail) == (camera.id, 2, "still gone")
+    device, _ = book.open_incident("cabin-1", IncidentKind.DEVICE_MISSING, "A4:C1", "", T0 + timedelta(seconds=1))
+    help_alert, _ = book.raise_alert("cabin-1", None, T0 + timedelta(seconds=2))
+    assert device is not None
+    assert [a.id for a in book.for_cabin("cabin-1")] == [camera.id, device.id, help_alert.id]
+    assert [a.id for a in book.open_alerts(AlertKind.HELP)] == [help_alert.id]
+    cleared = book.clear_incident("cabin-1", IncidentKind.CAMERA_UNAVAILABLE, "", T0 + timedelta(minutes=1))
+    assert cleared is not None and cleared.id == camera.id and cleared.resolved_by == "cabin" and not cleared.open
+    assert book.clear_incident("cabin-1", IncidentKind.CAMERA_UNAVAILABLE, "", T0) is None
+    assert book.clear_incident("cabin-2", IncidentKind.DEVICE_MISSING, "A4:C1", T0) is None  # another cabin's
+    assert len(book) == 2
+    assert cleared.to_json()["kind"] == "camera-unavailable" and cleared.to_json()["open"] is False
+
+
+def test_alert_kinds_cover_every_incident_kind() -> None:
+    assert {AlertKind.of_incident(kind).value for kind in IncidentKind} == {k.value for k in IncidentKind}
+
+
+def test_incidents_are_bounded_per_cabin_but_help_always_opens() -> None:
+    book = AlertBook()
+    for i in range(MAX_INCIDENTS_PER_CABIN):
+        alert, new = book.open_incident("cabin-1", IncidentKind.DEVICE_MISSING, f"dev-{i}", "", T0)
+        assert new and alert is not None
+    assert book.open_incident("cabin-1", IncidentKind.DEVICE_MISSING, "one-too-many", "", T0) == (None, False)
+    # Refreshing an open one still works, other cabins are unaffected, and a call for help always opens.
+    assert book.open_incident("cabin-1", IncidentKind.DEVICE_MISSING, "dev-0", "", T0)[0] is not None
+    assert book.open_incident("cabin-2", IncidentKind.DEVICE_MISSING, "dev-0", "", T0)[1] is True
+    assert book.raise_alert("cabin-1", None, T0)[1] is True
+    assert len(book) == MAX_INCIDENTS_PER_CABIN + 2
 
 
 async def test_a_call_for_help_reaches_the_operators_and_is_resolved(world: World) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -17,9 +18,9 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from signaling.api import ON_APPOINTMENT_CREATED, ON_CABIN_DISABLED, ON_CANCEL
 from signaling.app import create_app
 from signaling.config import ServerConfig, hash_api_key
+from signaling.keys import ON_APPOINTMENT_CREATED, ON_CABIN_DISABLED, ON_CANCEL
 from signaling.models import AuditAction, AuditEvent
 from signaling.protocol import Role
 from signaling.sqlite_store import SQLiteStore
@@ -301,6 +302,44 @@ async def test_disabled_cabin_cannot_be_booked(client: Client) -> None:
     assert (await call(client, "POST", "/cabins/mairie-pq/disable"))[0] == 200
     status, body = await call(client, "POST", "/appointments", APPOINTMENT)
     assert (status, body) == (409, {"error": "cabin 'mairie-pq' is disabled: enable it before booking it"})
+
+
+async def test_overlapping_appointments_for_one_cabin_are_refused(client: Client, store: SQLiteStore) -> None:
+    await add_cabin(client)
+    await add_cabin(client, "gare-rouen", "Gare")
+    first = await book(client)  # 08:30 to 09:00 UTC
+    clash = (
+        f"cabin 'mairie-pq' is already booked from 2026-11-26T08:30:00+00:00 to 2026-11-26T09:00:00+00:00 "
+        f"by appointment {first['id']}: choose another time"
+    )
+    for starts_at, minutes in [
+        ("2026-11-26T09:45+01:00", 30),  # starts during it
+        ("2026-11-26T09:00+01:00", 60),  # covers it
+        ("2026-11-26T09:35+01:00", 10),  # inside it
+        ("2026-11-26T08:59:59Z", 30),  # a second too early
+    ]:
+        status, body = await call(
+            client, "POST", "/appointments", {**APPOINTMENT, "starts_at": starts_at, "duration_minutes": minutes}
+        )
+        assert (status, body) == (409, {"error": clash})
+    assert [a.id for a in store.list_appointments()] == [first["id"]]
+    # Back to back, or in another cabin, is fine; once cancelled, the slot is free again.
+    await book(client, starts_at="2026-11-26T09:00Z")
+    await book(client, starts_at="2026-11-26T08:00Z")
+    await book(client, cabin_id="gare-rouen")
+    assert (await call(client, "POST", f"/appointments/{first['id']}/cancel"))[0] == 200
+    await book(client, starts_at="2026-11-26T08:40Z", duration_minutes=20)
+    assert len(store.list_appointments(include_cancelled=False)) == 4
+
+
+async def test_concurrent_bookings_of_one_slot_let_exactly_one_through(client: Client, store: SQLiteStore) -> None:
+    await add_cabin(client)
+    answers = await asyncio.gather(*(call(client, "POST", "/appointments", APPOINTMENT) for _ in range(8)))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [201] + [409] * 7
+    [winner] = [body for status, body in answers if status == 201]
+    assert all(winner["id"] in body["error"] for status, body in answers if status == 409)
+    assert [a.id for a in store.list_appointments()] == [winner["id"]]
 
 
 async def test_list_appointments(client: Client) -> None:

@@ -17,8 +17,19 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.identity import CabinIdentity
-from signaling.models import Appointment
-from signaling.protocol import AppointmentKind, Role
+from signaling.cabin_auth import MAX_LIVE_PROOFS_PER_CABIN
+from signaling.models import Appointment, Cabin
+from signaling.protocol import (
+    MAX_CHECKS,
+    AppointmentKind,
+    CheckStatus,
+    Incident,
+    IncidentKind,
+    Role,
+    SelftestCheck,
+    SelftestReport,
+    dump,
+)
 from signaling.tokens import TokenSigner
 from tests.signaling.conftest import SDP, World, admitted_call, closed_with, receive, receive_until
 
@@ -145,7 +156,8 @@ async def _first_message_not_hello(w: World) -> tuple[int, str]:
 async def _another_appointments_token(w: World) -> tuple[int, str]:
     # A valid professional of another appointment tries to talk into apt_med.
     now = datetime.now(UTC)
-    third = Appointment("apt_third", AppointmentKind.BANK, "cabin-2", now, timedelta(minutes=30), "M. D")
+    w.store.add_cabin(Cabin("cabin-3"))
+    third = Appointment("apt_third", AppointmentKind.BANK, "cabin-3", now, timedelta(minutes=30), "M. D")
     w.store.add_appointment(third)
     pro = await w.professional(third)
     await pro.send_str(json.dumps({"type": "answer", "appointment_id": "apt_med", "sdp": SDP}))
@@ -166,6 +178,25 @@ async def _cabin_admits_itself(w: World) -> tuple[int, str]:
 
 async def _no_hello(w: World) -> tuple[int, str]:
     return await closed_with(await w.ws("professional", None))
+
+
+async def _cabin_sends(w: World, text: str) -> tuple[int, str]:
+    cabin = await w.cabin("cabin-1")
+    await cabin.send_str(text)
+    return await closed_with(cabin)
+
+
+async def _proof_flood(w: World) -> tuple[int, str]:
+    # Each connection replaces the previous one; their proofs stay remembered until they expire.
+    for _ in range(MAX_LIVE_PROOFS_PER_CABIN):
+        cabin = await w.cabin("cabin-1")
+        await cabin.close()
+    return await _hello(w, "cabin", w.proof("cabin-1"))
+
+
+def _report(checks: int) -> str:
+    check = SelftestCheck("camera", CheckStatus.OK)
+    return dump(SelftestReport(request_id=None, ok=True, checks=(check,) * checks, finished_at="2026-11-26T08:30Z"))
 
 
 async def _answer_before_offer(w: World) -> tuple[int, str]:
@@ -273,6 +304,42 @@ ATTACKS = [
     Attack("second-professional-same-link", _second_professional, 4409, "someone is already connected with this link"),
     Attack("presence-for-another-cabins-appointment", _presence_for_another_cabin, 4403, "not your appointment"),
     Attack("cabin-sends-admit", _cabin_admits_itself, 4400, "'admit' is not expected from a cabin"),
+    Attack(
+        "selftest-report-from-a-professional",
+        lambda w: _send_after_hello(w, _report(1)),
+        4400,
+        "'selftest-report' is not expected from a professional",
+    ),
+    Attack(
+        "incident-from-a-professional",
+        lambda w: _send_after_hello(w, dump(Incident(IncidentKind.CAMERA_UNAVAILABLE, open=True))),
+        4400,
+        "'incident' is not expected from a professional",
+    ),
+    Attack(
+        "selftest-report-with-too-many-checks",
+        lambda w: _cabin_sends(w, _report(MAX_CHECKS + 1)),
+        4400,
+        f"too many checks ({MAX_CHECKS + 1} > {MAX_CHECKS})",
+    ),
+    Attack(
+        "incident-of-unknown-kind",
+        lambda w: _cabin_sends(w, json.dumps({"type": "incident", "kind": "fire", "open": True})),
+        4400,
+        "malformed 'incident' message: 'fire' is not a valid IncidentKind",
+    ),
+    Attack(
+        "cabin-sends-selftest-request",
+        lambda w: _cabin_sends(w, json.dumps({"type": "selftest-request", "request_id": "st_1"})),
+        4400,
+        "'selftest-request' is not expected from a cabin",
+    ),
+    Attack(
+        "cabin-proof-flood",
+        _proof_flood,
+        4429,
+        "too many connections from cabin 'cabin-1': try again in a few minutes",
+    ),
 ]
 
 

@@ -1,18 +1,24 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from signaling.protocol import AppointmentKind, CloseCode, Role
-from signaling.rooms import RoomError, Rooms
+from signaling.rooms import RoomError, Rooms, Slot
+
+T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+A1 = Slot("a1", "c1", AppointmentKind.MEDICAL, T0 + timedelta(minutes=30))
+A2 = Slot("a2", "c2", AppointmentKind.BANK, T0 + timedelta(minutes=60))
 
 
 def admitted_rooms() -> Rooms[str]:
     rooms: Rooms[str] = Rooms()
     rooms.attach_cabin("c1", "cabin-1")
     rooms.attach_cabin("c2", "cabin-2")
-    rooms.attach_professional("a1", "c1", AppointmentKind.MEDICAL, "pro-1")
-    rooms.attach_professional("a2", "c2", AppointmentKind.BANK, "pro-2")
-    rooms.set_presence("a1", "c1", AppointmentKind.MEDICAL, True, "cabin-1")
+    rooms.attach_professional(A1, "pro-1")
+    rooms.attach_professional(A2, "pro-2")
+    rooms.set_presence(A1, True, "cabin-1")
     rooms.admit("a1", "pro-1")
     return rooms
 
@@ -47,18 +53,18 @@ def test_admission_survives_a_reload_but_not_the_citizen_leaving() -> None:
     room = rooms.room("a1")
     assert room is not None
     rooms.detach_professional("a1", "pro-1")
-    rooms.attach_professional("a1", "c1", AppointmentKind.MEDICAL, "pro-1-again")
+    rooms.attach_professional(A1, "pro-1-again")
     assert rooms.ready(room)
-    rooms.set_presence("a1", "c1", AppointmentKind.MEDICAL, False, "cabin-1")
+    rooms.set_presence(A1, False, "cabin-1")
     assert not room.admitted
     assert not rooms.ready(room)
 
 
 def test_second_professional_is_refused_and_the_first_stays() -> None:
     rooms: Rooms[str] = Rooms()
-    rooms.attach_professional("a1", "c1", AppointmentKind.MEDICAL, "pro-1")
+    rooms.attach_professional(A1, "pro-1")
     with pytest.raises(RoomError) as info:
-        rooms.attach_professional("a1", "c1", AppointmentKind.MEDICAL, "intruder")
+        rooms.attach_professional(A1, "intruder")
     assert info.value.code is CloseCode.CONFLICT
     room = rooms.room("a1")
     assert room is not None and room.professional == "pro-1"
@@ -73,4 +79,37 @@ def test_cabin_leaving_reports_its_rooms() -> None:
     with pytest.raises(RoomError, match="not connected"):
         rooms.route("a1", Role.PROFESSIONAL, "candidate", "pro-1")
     with pytest.raises(RoomError, match="not your appointment"):
-        rooms.set_presence("a1", "c1", AppointmentKind.MEDICAL, True, "cabin-1")
+        rooms.set_presence(A1, True, "cabin-1")
+
+
+def test_a_room_is_forgotten_once_its_appointment_is_over() -> None:
+    overtime = timedelta(minutes=15)
+    rooms: Rooms[str] = Rooms()
+    rooms.attach_cabin("c1", "cabin-1")
+    rooms.attach_cabin("c2", "cabin-2")
+    # a1: the professional left before the citizen checked out; nobody will ever say the room is empty.
+    rooms.attach_professional(A1, "pro-1")
+    rooms.set_presence(A1, True, "cabin-1")
+    rooms.admit("a1", "pro-1")
+    rooms.detach_professional("a1", "pro-1")
+    assert rooms.room("a1") is not None
+    # a2: a call still going when its window ends.
+    rooms.attach_professional(A2, "pro-2")
+    assert rooms.sweep(A1.ends_at - timedelta(seconds=1), overtime) == []
+    assert [r.appointment_id for r in rooms.sweep(A1.ends_at, overtime)] == ["a1"]
+    assert rooms.room("a1") is None and len(rooms) == 1
+    # The call gets its overtime, then ends; the cabins stay connected.
+    assert rooms.sweep(A2.ends_at, overtime) == []
+    [over] = rooms.sweep(A2.ends_at + overtime, overtime)
+    assert (over.appointment_id, over.professional) == ("a2", "pro-2")
+    assert len(rooms) == 0
+    assert rooms.cabin_ids() == ["c1", "c2"]
+
+
+def test_a_cancelled_room_is_ended_at_once() -> None:
+    rooms = admitted_rooms()
+    ended = rooms.end("a1")
+    assert ended is not None and ended.professional == "pro-1"
+    assert rooms.room("a1") is None and rooms.end("a1") is None
+    with pytest.raises(RoomError, match="no such appointment in progress"):
+        rooms.route("a1", Role.CABIN, "offer", "cabin-1")

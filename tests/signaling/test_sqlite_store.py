@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from signaling.models import Appointment, AuditAction, AuditEvent, Cabin, ModelError, NotFound
 from signaling.protocol import AppointmentKind
 from signaling.sqlite_store import MIGRATIONS, SQLiteStore
-from signaling.store import DuplicateId, Store, StoreError, UnknownCabin
+from signaling.store import DuplicateId, Overlap, Store, StoreError, UnknownCabin
 
 PARIS = timezone(timedelta(hours=1))
 T0 = datetime(2026, 11, 26, 9, 30, tzinfo=PARIS)
@@ -100,6 +103,70 @@ def test_appointment_needs_a_known_cabin(store: SQLiteStore) -> None:
     assert isinstance(info.value, NotFound)
     assert isinstance(info.value, StoreError)
     assert store.list_appointments() == []
+
+
+def test_an_overlapping_appointment_is_refused_naming_the_one_in_the_way(store: SQLiteStore) -> None:
+    store.add_appointment(appointment("apt_1"))
+    with pytest.raises(Overlap) as info:
+        store.add_appointment(appointment("apt_2", starts_at=T0 + timedelta(minutes=29)))
+    assert str(info.value) == (
+        "cabin 'mairie-pq' is already booked from 2026-11-26T08:30:00+00:00 to 2026-11-26T09:00:00+00:00 "
+        "by appointment apt_1"
+    )
+    assert info.value.existing == appointment("apt_1")
+    assert isinstance(info.value, StoreError) and isinstance(info.value, ValueError)
+    store.add_appointment(appointment("apt_3", starts_at=T0 + timedelta(minutes=30)))  # back to back
+    store.cancel_appointment("apt_1", T0)
+    store.add_appointment(appointment("apt_4", starts_at=T0 + timedelta(minutes=10), minutes=5))  # cancelled: free
+    assert [a.id for a in store.list_appointments(include_cancelled=False)] == ["apt_4", "apt_3"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(1, 120), st.booleans()), max_size=12))
+def test_the_store_accepts_exactly_the_bookings_that_overlap_nothing(
+    bookings: list[tuple[int, int, bool]],
+) -> None:
+    """Against the pure rule `Appointment.overlaps`: every accepted booking overlaps no earlier accepted one."""
+    with SQLiteStore.open(":memory:") as memory:
+        memory.add_cabin(Cabin("mairie-pq"))
+        accepted: list[Appointment] = []
+        for i, (offset, minutes, then_cancel) in enumerate(bookings):
+            new = appointment(f"apt_{i}", starts_at=T0 + timedelta(minutes=offset), minutes=minutes)
+            if any(new.overlaps(a) for a in accepted):
+                with pytest.raises(Overlap) as refused:
+                    memory.add_appointment(new)
+                assert new.overlaps(refused.value.existing)
+                continue
+            memory.add_appointment(new)
+            if then_cancel:
+                new = memory.cancel_appointment(new.id, T0)
+            accepted.append(new)
+
+
+def test_concurrent_bookings_from_two_connections_let_exactly_one_through(db: Path) -> None:
+    """Two server processes (here: two connections in eight threads) racing for one slot: one wins."""
+    with SQLiteStore.open(db) as first, SQLiteStore.open(db) as second:
+        first.add_cabin(Cabin("mairie-pq"))
+        start = threading.Barrier(8)
+        outcomes: list[str] = []
+
+        def attempt(i: int) -> None:
+            connection = first if i % 2 else second
+            start.wait(timeout=10)
+            try:
+                connection.add_appointment(appointment(f"apt_{i}", starts_at=T0 + timedelta(minutes=i)))
+            except Overlap:
+                outcomes.append("refused")
+            else:
+                outcomes.append("booked")
+
+        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert sorted(outcomes) == ["booked"] + ["refused"] * 7
+        assert len(first.list_appointments()) == len(second.list_appointments()) == 1
 
 
 def test_foreign_keys_are_enforced(store: SQLiteStore, db: Path) -> None:
@@ -307,7 +374,7 @@ def test_two_connections_interleaved_in_one_thread(store: SQLiteStore, db: Path)
     with SQLiteStore.open(db) as other:
         for i in range(100):
             writer, reader = (store, other) if i % 2 else (other, store)
-            writer.add_appointment(appointment(f"apt_{i:03}", starts_at=T0 + timedelta(minutes=i)))
+            writer.add_appointment(appointment(f"apt_{i:03}", starts_at=T0 + timedelta(minutes=i), minutes=1))
             writer.audit(
                 AuditEvent(T0 + timedelta(minutes=i), AuditAction.APPOINTMENT_CREATED, "operator", f"apt_{i:03}")
             )

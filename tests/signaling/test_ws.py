@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from signaling.keys import HUB
 from signaling.models import AuditAction
 from signaling.tokens import TokenSigner
 from tests.signaling.conftest import SDP, World, admitted_call, closed_with, receive, receive_until
@@ -84,8 +85,6 @@ async def test_citizen_leaving_ends_admission(world: World) -> None:
 async def test_cancelling_ends_the_call_and_revokes_the_link(world: World) -> None:
     pro, cabin = await admitted_call(world, world.medical, "cabin-1")
     hub = world.client.server.app  # type: ignore[union-attr]
-    from signaling.ws import HUB
-
     world.store.cancel_appointment("apt_med", datetime.now(UTC))
     await hub[HUB].appointment_cancelled("apt_med")
     assert await closed_with(pro) == (4403, "This appointment was cancelled.")

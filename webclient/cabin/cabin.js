@@ -150,13 +150,22 @@ function renderMeasure(s) {
   }
 }
 
+// The languages this cabin offers (its configuration), among those the page has words for.
+function languages() {
+  const offered = (state.screen && state.screen.languages) || Object.keys(STRINGS);
+  const known = offered.filter((code) => STRINGS[code]);
+  return known.length ? known : [DEFAULT_LANGUAGE];
+}
+
 function render() {
   const s = state.screen;
   document.documentElement.lang = state.lang;
   document.title = t("pageTitle");
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
-  const codes = Object.keys(STRINGS);
+  const codes = languages();
   const next = codes[(codes.indexOf(state.lang) + 1) % codes.length];
+  // A cabin configured for one language shows no switch.
+  $("lang").hidden = codes.length < 2;
   $("lang-name").textContent = STRINGS[next].languageName;
   $("lang").lang = next;
   $("repeat").setAttribute("aria-label", t("repeatLabel"));
@@ -341,7 +350,7 @@ $("confirm-yes").addEventListener("click", () => {
 });
 $("repeat").addEventListener("click", () => say(state.lastSpeech.length ? state.lastSpeech : [$("sentence").textContent]));
 $("lang").addEventListener("click", () => {
-  const codes = Object.keys(STRINGS);
+  const codes = languages();
   state.lang = codes[(codes.indexOf(state.lang) + 1) % codes.length];
   send({ type: "language", lang: state.lang });
   render();

@@ -1,4 +1,6 @@
-// The operator's page: calls for help from cabins (resolve them), and which cabins are online. Polls every 5 s.
+// The operator's page: calls for help from cabins (resolve them), incidents the cabins report (camera, microphone,
+// Bluetooth, a medical device missing: acknowledge them; a cabin closes its own once fixed), and which cabins are
+// online. Polls every 5 s.
 // The API key is asked once and kept in this tab only (sessionStorage), never in the page or a cookie.
 
 const POLL_MS = 5000;
@@ -32,6 +34,16 @@ const STRINGS = {
     resolve: "Résolu",
     resolveLabel: "Marquer comme résolu : cabine {cabin}",
     newAlert: "Nouvel appel à l'aide : cabine {cabin}.",
+    incidents: "Incidents des cabines",
+    noIncidents: "Aucun incident.",
+    "camera-unavailable": "Caméra indisponible",
+    "microphone-unavailable": "Micro indisponible",
+    "device-missing": "Appareil médical absent",
+    "bluetooth-unavailable": "Bluetooth indisponible",
+    incidentAt: "{what} : cabine {cabin}",
+    repeated: "signalé {n} fois",
+    acknowledge: "Vu",
+    newIncident: "Nouvel incident : {what}, cabine {cabin}.",
     updated: "Mis à jour à {time}",
     badKey: "Clé refusée : vérifiez-la.",
     unreachable: "Le serveur ne répond pas ; nouvel essai dans 5 secondes.",
@@ -62,6 +74,16 @@ const STRINGS = {
     resolve: "Resolved",
     resolveLabel: "Mark as resolved: cabin {cabin}",
     newAlert: "New call for help: cabin {cabin}.",
+    incidents: "Cabin incidents",
+    noIncidents: "No incident.",
+    "camera-unavailable": "Camera unavailable",
+    "microphone-unavailable": "Microphone unavailable",
+    "device-missing": "Medical device missing",
+    "bluetooth-unavailable": "Bluetooth unavailable",
+    incidentAt: "{what}: cabin {cabin}",
+    repeated: "reported {n} times",
+    acknowledge: "Seen",
+    newIncident: "New incident: {what}, cabin {cabin}.",
     updated: "Updated at {time}",
     badKey: "Key refused: check it.",
     unreachable: "The server does not answer; trying again in 5 seconds.",
@@ -69,7 +91,7 @@ const STRINGS = {
 };
 
 const $ = (id) => document.getElementById(id);
-const state = { lang: "fr", alerts: [], cabins: [], online: new Set(), seen: new Set(), timer: null };
+const state = { lang: "fr", alerts: [], incidents: [], cabins: [], online: new Set(), seen: new Set(), timer: null };
 window.cabineOperator = state;
 
 function t(key, values = {}) {
@@ -131,6 +153,46 @@ function renderAlerts() {
   }
 }
 
+// An incident's title: its kind in words (an unknown kind, from a newer server, is shown as it is).
+function incidentWhat(alert) {
+  return STRINGS[state.lang][alert.kind] ? t(alert.kind) : alert.kind;
+}
+
+function renderIncidents() {
+  const list = $("incidents");
+  list.replaceChildren();
+  $("no-incidents").hidden = state.incidents.length > 0;
+  for (const alert of state.incidents) {
+    const item = document.createElement("li");
+    item.className = "alert incident";
+    item.dataset.alertId = alert.id;
+    item.dataset.kind = alert.kind;
+    const what = document.createElement("p");
+    what.className = "what";
+    const title = document.createElement("strong");
+    const heading = t("incidentAt", { what: incidentWhat(alert), cabin: alert.cabin_id });
+    title.textContent = heading;
+    const details = [t("since", { time: time(alert.raised_at) })];
+    if (alert.subject) details.unshift(alert.subject);
+    if (alert.presses > 1) details.push(t("repeated", { n: alert.presses }));
+    what.append(title, document.createElement("br"), details.join(" · "));
+    if (alert.detail) {
+      const detail = document.createElement("span");
+      detail.className = "detail";
+      detail.textContent = alert.detail;
+      what.append(document.createElement("br"), detail);
+    }
+    const seen = document.createElement("button");
+    seen.type = "button";
+    seen.className = "secondary";
+    seen.textContent = t("acknowledge");
+    seen.setAttribute("aria-label", `${t("acknowledge")} : ${heading}`);
+    seen.addEventListener("click", () => resolveAlert(alert.id, seen));
+    item.append(what, seen);
+    list.append(item);
+  }
+}
+
 function renderCabins() {
   const body = $("cabins");
   body.replaceChildren();
@@ -161,6 +223,7 @@ function render() {
   $("lang").textContent = STRINGS[other].languageName;
   $("lang").lang = other;
   renderAlerts();
+  renderIncidents();
   renderCabins();
 }
 
@@ -168,6 +231,7 @@ function showLogin(message = "") {
   clearTimeout(state.timer);
   $("login").hidden = false;
   $("alerts-section").hidden = true;
+  $("incidents-section").hidden = true;
   $("cabins-section").hidden = true;
   $("logout").hidden = true;
   setStatus(message, Boolean(message));
@@ -177,18 +241,28 @@ async function poll() {
   clearTimeout(state.timer);
   try {
     const [alerts, cabins] = await Promise.all([api("GET", "/api/v1/alerts"), api("GET", "/api/v1/cabins")]);
+    // Calls for help first and apart: they are a person waiting; incidents are the cabin's parts.
     const fresh = alerts.alerts.filter((a) => !state.seen.has(a.id));
-    state.alerts = alerts.alerts;
+    state.alerts = alerts.alerts.filter((a) => (a.kind ?? "help") === "help");
+    state.incidents = alerts.alerts.filter((a) => (a.kind ?? "help") !== "help");
     state.online = new Set(alerts.online_cabins ?? []);
     state.cabins = cabins.cabins;
     for (const alert of fresh) state.seen.add(alert.id);
     $("login").hidden = true;
     $("alerts-section").hidden = false;
+    $("incidents-section").hidden = false;
     $("cabins-section").hidden = false;
     $("logout").hidden = false;
     render();
     $("updated").textContent = t("updated", { time: new Date().toLocaleTimeString(state.lang) });
-    if (fresh.length) setStatus(fresh.map((a) => t("newAlert", { cabin: a.cabin_id })).join(" "));
+    if (fresh.length) {
+      const news = fresh.map((a) =>
+        (a.kind ?? "help") === "help"
+          ? t("newAlert", { cabin: a.cabin_id })
+          : t("newIncident", { what: incidentWhat(a), cabin: a.cabin_id }),
+      );
+      setStatus(news.join(" "));
+    }
   } catch (error) {
     if (error.status === 401) {
       sessionStorage.removeItem(KEY);
@@ -223,6 +297,7 @@ $("login").addEventListener("submit", (event) => {
 $("logout").addEventListener("click", () => {
   sessionStorage.removeItem(KEY);
   state.alerts = [];
+  state.incidents = [];
   state.cabins = [];
   showLogin();
 });

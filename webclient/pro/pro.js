@@ -160,7 +160,7 @@ function newPeer() {
   pc.addEventListener("connectionstatechange", () => {
     if (pc !== state.pc) return;
     if (pc.connectionState === "connected") {
-      setStatus("inCall");
+      setStatus(state.noVideo ? "noCabinVideo" : "inCall", state.noVideo);
       show("call", "controls");
       quality.watch(pc);
     }
@@ -174,7 +174,15 @@ async function onOffer(message) {
   const pc = newPeer();
   await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
   await pc.setLocalDescription(await pc.createAnswer());
+  // The cabin offers its preferred codec first and the others after; a browser that can decode none of them
+  // rejects the video (port 0). The call goes on with sound, and the professional is told what to do.
+  state.noVideo = videoRejected(pc.localDescription.sdp);
   state.signaling.send({ type: "answer", appointment_id: state.appointment.id, sdp: pc.localDescription.sdp });
+}
+
+function videoRejected(sdp) {
+  const video = sdp.split(/\r?\n/).find((line) => line.startsWith("m=video "));
+  return !video || video.split(" ")[1] === "0";
 }
 
 // Keep a recent FHIR bundle from the cabin, so the export works even if the cabin leaves first; at most every

@@ -23,6 +23,9 @@ export const STRINGS = {
     refused: "Accès refusé",
     mediaDenied: "Caméra ou micro indisponible : autorisez-les dans le navigateur, puis réessayez.",
     connectionFailed: "La connexion avec la cabine a échoué.",
+    noCabinVideo:
+      "En communication, sans image : votre navigateur ne sait pas afficher la vidéo de la cabine. " +
+      "Le son fonctionne. Pour voir la cabine, rouvrez ce lien dans Chrome, Edge ou Firefox à jour.",
     cabinVideo: "Vidéo de la cabine",
     selfView: "Votre image",
     vitals: "Mesures",
@@ -107,6 +110,9 @@ export const STRINGS = {
     refused: "Access refused",
     mediaDenied: "Camera or microphone unavailable: allow them in the browser, then try again.",
     connectionFailed: "The connection with the cabin failed.",
+    noCabinVideo:
+      "In call, without picture: your browser cannot show the cabin's video. " +
+      "Sound works. To see the cabin, open this link again in an up-to-date Chrome, Edge or Firefox.",
     cabinVideo: "Cabin video",
     selfView: "Your image",
     vitals: "Readings",

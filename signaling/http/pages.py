@@ -1,4 +1,4 @@
-"""HTTP pages: the professional's join link, clear refusal pages, the landing page."""
+"""HTTP pages: the professional's join link, clear refusal pages, the landing page, the operator's page."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import logging
 
 from aiohttp import web
 
+from signaling.keys import CONFIG
 from signaling.protocol import Role
 from signaling.tokens import TokenError, TokenRefusal, fingerprint, peek_role
-from signaling.ws import CONFIG
 
 log = logging.getLogger("cabine.signaling")
 
@@ -99,3 +99,24 @@ async def health(request: web.Request) -> web.Response:
 
 async def favicon(request: web.Request) -> web.FileResponse:
     return web.FileResponse(request.app[CONFIG].webclient_dir / "shared" / "favicon.svg")
+
+
+async def operator_page(request: web.Request) -> web.FileResponse:
+    """GET /operator/: the operator's page (it asks for the API key itself; the page holds no secret)."""
+    return web.FileResponse(request.app[CONFIG].webclient_dir / "operator" / "index.html", headers=SECURITY_HEADERS)
+
+
+async def operator_redirect(request: web.Request) -> web.Response:
+    raise web.HTTPPermanentRedirect("/operator/")
+
+
+def add_routes(app: web.Application) -> None:
+    router = app.router
+    router.add_get("/", index)
+    router.add_get("/healthz", health)
+    router.add_get("/favicon.ico", favicon)
+    router.add_get("/join", join_without_token)
+    router.add_get("/join/", join_without_token)
+    router.add_get("/join/{token}", join)
+    router.add_get("/operator", operator_redirect)
+    router.add_get("/operator/", operator_page)
