@@ -101,7 +101,9 @@ def create_app(config: ServerConfig) -> web.Application:
     app.cleanup_ctx.append(_housekeeping)
     pages.add_routes(app)
     app.router.add_get("/ws/{role}", websocket)
-    app.router.add_static("/static/", config.webclient_dir, follow_symlinks=False)
+    # Only the pages signaling serves and what they use: not the package's own files, nor the cabin screen's.
+    for folder in ("pro", "operator", "shared", "vendor"):
+        app.router.add_static(f"/static/{folder}/", config.webclient_dir / folder, follow_symlinks=False)
     alerts.add_routes(app)
     appointments.add_routes(app)
     cabins.add_routes(app)

@@ -320,7 +320,12 @@ async def test_the_installed_demo_serves_every_page_and_asset(installed: Install
                 if name.startswith("webclient/") and name.count("/") > 1
             }
             assert "/static/pro/thresholds.json" in fetched and "/static/vendor/uplot/uPlot.esm.js" in fetched
-            await crawl(session, signaling, dict.fromkeys(assets - fetched), installed.source, tls)
+            served_by_signaling = {path for path in assets if not path.startswith("/static/cabin/")}
+            await crawl(session, signaling, dict.fromkeys(served_by_signaling - fetched), installed.source, tls)
+            # Signaling serves its pages and what they use, not the package's own files nor the cabin screen.
+            for path in ("/static/__init__.py", "/static/py.typed", "/static/cabin/cabin.js", "/static/bench/"):
+                async with session.get(signaling + path, ssl=tls) as response:
+                    assert response.status == 404, path
 
             screen = f"http://127.0.0.1:{kiosk_port}"
             fetched = await crawl(session, screen, {"/": web / "cabin" / "index.html"}, installed.source, None)

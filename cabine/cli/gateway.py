@@ -210,5 +210,5 @@ async def _selftest(config: CabinConfig, settings: CabinSettings, *, as_json: bo
     from gateway.selftest import render_json, render_text
 
     report = await standalone_selftest(config)
-    print(render_json(report) if as_json else render_text(report), flush=True)
+    print((render_json(report) if as_json else render_text(report)).rstrip("\n"), flush=True)
     return 0 if report.ok else EXIT_FAILED

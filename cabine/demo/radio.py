@@ -343,6 +343,16 @@ class EmulatedRadio(AsyncResource):
             raise EmulationError("the emulated radio is not started")
         return peripheral
 
+    def kill_emulator(self) -> None:
+        """Kill the BlueZ emulator at once (SIGKILL), as a crash would: for tests of a Bluetooth stack that dies.
+
+        Raises:
+            EmulationError: the radio is not started.
+        """
+        if self._bluezoo is None or self._bluezoo.returncode is not None:
+            raise EmulationError("the emulated radio is not running")
+        self._bluezoo.kill()
+
     def trigger(self, kind: EmulatedKind | str, *, continuous: bool = False) -> Measurement:
         """Have the device of `kind` take a measurement now; it is sent at once if a central listens.
 

@@ -27,6 +27,7 @@ from av import AudioFrame, VideoFrame
 
 from gateway.backoff import Backoff
 from gateway.media.meters import AudioMeter, VideoMeter
+from gateway.media.player import release
 
 log = logging.getLogger("cabine.gateway.media")
 
@@ -149,7 +150,7 @@ class _Supervised(MediaStreamTrack):
     def _close_device(self) -> None:
         device, self._device = self._device, None
         if device is not None:
-            device.stop()
+            release(device)
 
     def stop(self) -> None:
         super().stop()

@@ -5,16 +5,14 @@ A source is opened for one call and closed after it: the camera is only on while
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from aiortc import MediaStreamTrack
 
-from gateway.errors import GatewayError
 from gateway.lifecycle import AsyncResource
 from gateway.media.meters import AudioMeter, VideoMeter
+from gateway.media.player import MediaSourceError, open_device
 from gateway.media.resilient import HealthCallback, ResilientAudioTrack, ResilientVideoTrack
 from gateway.media.spec import AUDIO_KINDS, VIDEO_KINDS, SourceSpec, VideoFormat
 from gateway.media.synthetic import PatternVideoTrack, ToneAudioTrack
@@ -22,10 +20,6 @@ from gateway.media.synthetic import PatternVideoTrack, ToneAudioTrack
 __all__ = ["AUDIO_KINDS", "VIDEO_KINDS", "MediaSourceError", "MediaSources", "SourceSpec", "VideoFormat", "open_device"]
 
 log = logging.getLogger("cabine.gateway.media")
-
-
-class MediaSourceError(GatewayError, OSError):
-    """A camera or microphone could not be opened."""
 
 
 # Told (kind "video" or "audio", available, reason) when a device goes away and when it comes back.
@@ -110,30 +104,3 @@ class MediaSources(AsyncResource):
         return ResilientAudioTrack(
             open_microphone, label=f"microphone {spec}", on_health=self._health("audio"), meter=self.audio_meter
         )
-
-
-async def open_device(device: str, fmt: str | None, options: dict[str, str], kind: str) -> MediaStreamTrack:
-    """Open a camera, microphone or file with av (in a thread: opening a device can block) and return its track.
-
-    Raises:
-        MediaSourceError: it cannot be opened, or has no track of that kind.
-    """
-    from aiortc.contrib.media import MediaPlayer
-
-    def make() -> Any:
-        return MediaPlayer(device, format=fmt, options=options)
-
-    try:
-        player = await asyncio.to_thread(make)
-    except Exception as exc:  # av raises many OSError/ValueError subclasses per backend
-        raise MediaSourceError(f"cannot open {fmt or 'file'} {device!r}: {exc}") from exc
-    track: MediaStreamTrack | None = player.video if kind == "video" else player.audio
-    if track is None:
-        for other in (player.video, player.audio):
-            if other is not None:
-                other.stop()
-        raise MediaSourceError(f"{device!r} has no {kind}")
-    other = player.audio if kind == "video" else player.video
-    if other is not None:
-        other.stop()  # a file with both: this source uses one
-    return track

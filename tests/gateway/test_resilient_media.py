@@ -24,12 +24,14 @@ BRIGHT = 200  # the "camera"'s picture: uniform light grey; the card is dark (#1
 
 
 def write_y4m(path: Path, frames: int = 9, luma: int = BRIGHT) -> None:
-    """A short Y4M recording: `frames` frames of uniform grey at 30 fps."""
+    """A short Y4M recording: `frames` frames of a light grey gradient (mean `luma`, not one flat colour) at 30 fps."""
+    gradient = np.linspace(luma - 40, luma + 40, WIDTH).astype(np.uint8)
+    picture = np.repeat(np.tile(gradient, (HEIGHT, 1))[:, :, None], 3, axis=2)
     with av.open(str(path), "w", format="yuv4mpegpipe") as container:
         stream = container.add_stream("rawvideo", rate=30)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         for index in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((HEIGHT, WIDTH, 3), luma, np.uint8), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
             frame = frame.reformat(format="yuv420p")
             frame.pts = index
             for packet in stream.encode(frame):
