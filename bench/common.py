@@ -205,6 +205,40 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def machine_busy_seconds() -> float:
+    """Non-idle CPU seconds of the whole machine so far, all cores (/proc/stat: all but idle and iowait)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size of one process in KiB (/proc/PID/smaps_rollup Pss)."""
+    # Shared pages are split between their users: a process tree's PSS, unlike its RSS sum, counts each page once.
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def tree_pss_kib(pids: Iterable[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            total += pss_kib(pid)
+    return total
+
+
+def process_name(pid: int) -> str:
+    """A process's command name and first arguments, for saying which processes a figure counts."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    words = [Path(argv[0].decode(errors="replace")).name, *(a.decode(errors="replace") for a in argv[1:3] if a)]
+    return " ".join(words)
+
+
 def descendants(pid: int) -> list[int]:
     """`pid` and every process below it."""
     children: dict[int, list[int]] = {}
@@ -296,12 +330,30 @@ async def chromium(profile_dir: Path, *, extra_args: Sequence[str] = ()) -> Asyn
             await context.close()
 
 
+async def serve_bench_scripts(page: Any) -> None:
+    """Let the doctor's page import the benchmark's own scripts (/static/bench/*) from the checkout.
+
+    Signaling serves only its pages and what they use; the measuring scripts are the benchmark's, not the product's.
+    """
+
+    async def fulfil(route: Any) -> None:
+        name = route.request.url.split("?", 1)[0].rsplit("/", 1)[1]
+        path = WEBCLIENT / "bench" / name
+        if path.is_file():
+            await route.fulfill(path=str(path), content_type="text/javascript")
+        else:
+            await route.fulfill(status=404, body="not found")
+
+    await page.route("**/static/bench/*", fulfil)
+
+
 async def open_doctor_link(page: Any, link: str, *, admit: bool = False, timeout_ms: float = 20_000) -> None:
     """Open the doctor's link and join, as a doctor would.
 
     With `admit`, also press "Faire entrer" in the waiting room (for a demo process started without automatic
     admission); in-process benchmarks start the demo with DemoOptions(auto_admit=True) instead.
     """
+    await serve_bench_scripts(page)
     await page.goto(link)
     await page.get_by_role("button", name="Rejoindre").click(timeout=timeout_ms)
     if admit:

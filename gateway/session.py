@@ -17,6 +17,7 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 
@@ -55,6 +56,10 @@ def own_stream(transceiver: RTCRtpTransceiver) -> None:
 
 class SessionError(GatewayError, RuntimeError):
     """A call could not be set up."""
+
+
+# What aiortc raises for a description or candidate it cannot use (no common codec, wrong state).
+AIORTC_ERRORS = (InvalidAccessError, InvalidStateError, OperationError)
 
 
 class VideoRejected(SessionError):
@@ -178,7 +183,7 @@ class CallSession(AsyncResource):
             raise VideoRejected("the professional's browser decodes none of the cabin's video codecs")
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-        except (ValueError, AttributeError, KeyError, IndexError) as exc:
+        except (ValueError, AttributeError, KeyError, IndexError, *AIORTC_ERRORS) as exc:
             raise SessionError(f"the professional's answer was refused: {exc}") from exc
 
     async def add_candidate(self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
@@ -192,7 +197,10 @@ class CallSession(AsyncResource):
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = sdp_mline_index
         # mDNS names (*.local) are resolved by aioice; unresolvable ones are dropped by it.
-        await self._pc.addIceCandidate(parsed)
+        try:
+            await self._pc.addIceCandidate(parsed)
+        except (ValueError, *AIORTC_ERRORS) as exc:
+            raise SessionError(f"ICE candidate refused: {exc}") from exc
 
     def push_reading(self, reading: Reading) -> None:
         """Queue a reading for the professional; it is sent now if the channel is open, else on open.
@@ -296,9 +304,20 @@ class CallSession(AsyncResource):
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        """Close the peer connection and release the camera and microphone; idempotent, and finished even if the
+        caller is cancelled meanwhile (a half-closed peer connection would keep its sockets for good)."""
         if self._closed:
             return
         self._closed = True
+        closing = asyncio.ensure_future(self._release())
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            # aiortc's close() must not be cut short: it awaits a future of its own that a cancellation would cancel.
+            await closing
+            raise
+
+    async def _release(self) -> None:
         await self._pc.close()
         await self._sources.close()
         for relay in [*self.remote.values(), *([self._local_video] if self._local_video else [])]:

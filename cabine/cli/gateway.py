@@ -188,9 +188,8 @@ def _error(message: str, code: int) -> int:
 
 
 async def _run(config: CabinConfig, settings: CabinSettings) -> int:
-    from gateway.selftest.cabin import cabin_selftest
-
     from gateway.app import Cabin
+    from gateway.selftest.cabin import cabin_selftest
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -205,9 +204,8 @@ async def _run(config: CabinConfig, settings: CabinSettings) -> int:
 
 
 async def _selftest(config: CabinConfig, settings: CabinSettings, *, as_json: bool) -> int:
-    from gateway.selftest.cabin import standalone_selftest
-
     from gateway.selftest import render_json, render_text
+    from gateway.selftest.cabin import standalone_selftest
 
     report = await standalone_selftest(config)
     print((render_json(report) if as_json else render_text(report)).rstrip("\n"), flush=True)
