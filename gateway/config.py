@@ -191,6 +191,8 @@ def _strings(value: object) -> tuple[str, ...]:
 
 def _server(value: object) -> str:
     text = _string(value).strip()
+    if not text:
+        return ""  # not set: required only to run the cabin (checked with the whole file)
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018  (raises ValueError on a bad port)
