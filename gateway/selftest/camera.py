@@ -12,6 +12,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
 from gateway.media.meters import VideoMeter, VideoStats
+from gateway.media.player import release
 from gateway.media.sources import MediaSourceError, open_device
 from gateway.media.spec import SourceSpec, VideoFormat
 from gateway.media.synthetic import PatternVideoTrack
@@ -87,7 +88,7 @@ async def measure_camera(
     try:
         return await _measure(track, spec, first_frame_timeout=first_frame_timeout, duration=duration)
     finally:
-        track.stop()
+        release(track)  # never blocks the event loop, even on a device that hangs
 
 
 async def _next(track: MediaStreamTrack) -> VideoFrame:

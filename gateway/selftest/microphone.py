@@ -13,6 +13,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
 from gateway.media.meters import AudioLevel, AudioMeter
+from gateway.media.player import release
 from gateway.media.sources import MediaSourceError, open_device
 from gateway.media.spec import SourceSpec
 from gateway.media.synthetic import ToneAudioTrack
@@ -70,7 +71,7 @@ async def measure_microphone(
     try:
         return await _measure(track, spec, first_frame_timeout=first_frame_timeout, duration=duration)
     finally:
-        track.stop()
+        release(track)  # never blocks the event loop, even on a device that hangs
 
 
 async def _next(track: MediaStreamTrack) -> AudioFrame:
