@@ -7,7 +7,7 @@ import collections
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -59,18 +59,6 @@ class DeviceStateLike(Protocol):
     def connected(self) -> bool: ...
     @property
     def battery_percent(self) -> int | None: ...
-
-
-class DeviceStateSource(Protocol):
-    """Where device states come from (the bleak device manager)."""
-
-    def state_changes(self) -> AsyncIterator[DeviceStateLike]: ...
-
-
-class ReadingSource(Protocol):
-    """Where decoded readings come from: the bleak device manager, or an emulator."""
-
-    def readings(self) -> AsyncIterator[Reading]: ...
 
 
 MeasurementHandler = Callable[[str], Awaitable[None]]

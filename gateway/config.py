@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -511,6 +511,3 @@ class CabinConfig:
 
     def ws_url(self) -> str:
         return self.signaling_url.rstrip("/") + "/ws/cabin"
-
-    def with_changes(self, **changes: Any) -> CabinConfig:
-        return replace(self, **changes)

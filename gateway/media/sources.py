@@ -5,6 +5,7 @@ A source is opened for one call and closed after it: the camera is only on while
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -17,7 +18,17 @@ from gateway.media.resilient import HealthCallback, ResilientAudioTrack, Resilie
 from gateway.media.spec import AUDIO_KINDS, VIDEO_KINDS, SourceSpec, VideoFormat
 from gateway.media.synthetic import PatternVideoTrack, ToneAudioTrack
 
-__all__ = ["AUDIO_KINDS", "VIDEO_KINDS", "MediaSourceError", "MediaSources", "SourceSpec", "VideoFormat", "open_device"]
+__all__ = [
+    "AUDIO_KINDS",
+    "VIDEO_KINDS",
+    "MediaSourceError",
+    "MediaSources",
+    "SourceSpec",
+    "VideoFormat",
+    "open_camera",
+    "open_device",
+    "open_microphone",
+]
 
 log = logging.getLogger("cabine.gateway.media")
 
@@ -73,16 +84,8 @@ class MediaSources(AsyncResource):
             return None
         if spec.kind == "test":
             return PatternVideoTrack(fmt.width, fmt.height, fmt.fps, stamp=self._stamp, meter=self.video_meter)
-        if spec.kind == "file":
-            fmt_name, options = None, {}
-        else:
-            fmt_name, options = "v4l2", {"video_size": f"{fmt.width}x{fmt.height}", "framerate": str(fmt.fps)}
-
-        async def open_camera() -> MediaStreamTrack:
-            return await open_device(spec.device, fmt_name, options, "video")
-
         return ResilientVideoTrack(
-            open_camera,
+            functools.partial(open_camera, spec, fmt),
             fmt.width,
             fmt.height,
             label=f"camera {spec}",
@@ -96,11 +99,38 @@ class MediaSources(AsyncResource):
             return None
         if spec.kind == "test":
             return ToneAudioTrack(meter=self.audio_meter)
-        fmt_name = None if spec.kind == "file" else spec.kind
-
-        async def open_microphone() -> MediaStreamTrack:
-            return await open_device(spec.device, fmt_name, {}, "audio")
-
         return ResilientAudioTrack(
-            open_microphone, label=f"microphone {spec}", on_health=self._health("audio"), meter=self.audio_meter
+            functools.partial(open_microphone, spec),
+            label=f"microphone {spec}",
+            on_health=self._health("audio"),
+            meter=self.audio_meter,
         )
+
+
+async def open_camera(spec: SourceSpec, fmt: VideoFormat) -> MediaStreamTrack:
+    """The camera itself, as configured: the test pattern, or the device read by av (no card, no rescaling).
+
+    Raises:
+        MediaSourceError: it cannot be opened, or `spec` names no camera.
+    """
+    if spec.kind == "test":
+        return PatternVideoTrack(fmt.width, fmt.height, fmt.fps)
+    if spec.kind == "file":
+        return await open_device(spec.device, None, {}, "video")
+    if spec.kind == "v4l2":
+        options = {"video_size": f"{fmt.width}x{fmt.height}", "framerate": str(fmt.fps)}
+        return await open_device(spec.device, "v4l2", options, "video")
+    raise MediaSourceError(f"{spec} is not a camera")
+
+
+async def open_microphone(spec: SourceSpec) -> MediaStreamTrack:
+    """The microphone itself, as configured: the test tone, or the device read by av (no silence standing in).
+
+    Raises:
+        MediaSourceError: it cannot be opened, or `spec` names no microphone.
+    """
+    if spec.kind == "test":
+        return ToneAudioTrack()
+    if spec.kind in ("file", "alsa", "pulse"):
+        return await open_device(spec.device, None if spec.kind == "file" else spec.kind, {}, "audio")
+    raise MediaSourceError(f"{spec} is not a microphone")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import Final
 
@@ -12,10 +13,9 @@ from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
 from gateway.media.meters import VideoMeter, VideoStats
-from gateway.media.player import release
-from gateway.media.sources import MediaSourceError, open_device
+from gateway.media.sources import open_camera
 from gateway.media.spec import SourceSpec, VideoFormat
-from gateway.media.synthetic import PatternVideoTrack
+from gateway.selftest.device import next_frame, open_and_measure
 from gateway.selftest.report import failed, ok, skipped, warning
 from signaling.protocol import SelftestCheck
 
@@ -57,51 +57,18 @@ def camera_check(stats: VideoStats, spec: SourceSpec, fmt: VideoFormat, *, live:
     return ok(NAME, f"{what}, image not black")
 
 
-async def open_camera(spec: SourceSpec, fmt: VideoFormat) -> MediaStreamTrack:
-    """The camera itself, as configured: no stand-in card, no rescaling (what the call's track would hide).
-
-    Raises:
-        MediaSourceError: it cannot be opened.
-    """
-    if spec.kind == "test":
-        return PatternVideoTrack(fmt.width, fmt.height, fmt.fps)
-    if spec.kind == "file":
-        return await open_device(spec.device, None, {}, "video")
-    options = {"video_size": f"{fmt.width}x{fmt.height}", "framerate": str(fmt.fps)}
-    return await open_device(spec.device, spec.kind, options, "video")
-
-
 async def measure_camera(
     spec: SourceSpec, fmt: VideoFormat, *, first_frame_timeout: float, duration: float
 ) -> VideoStats | SelftestCheck:
-    """Open the camera, wait for its first frame, then measure for `duration` seconds.
-
-    Returns the statistics, or a failed check saying why there are none.
-    """
-    try:
-        async with asyncio.timeout(first_frame_timeout):
-            track = await open_camera(spec, fmt)
-    except TimeoutError:
-        return failed(NAME, f"{spec} did not open within {first_frame_timeout:g} s")
-    except MediaSourceError as exc:  # the message names the device and av's reason
-        return failed(NAME, str(exc))
-    try:
-        return await _measure(track, spec, first_frame_timeout=first_frame_timeout, duration=duration)
-    finally:
-        release(track)  # never blocks the event loop, even on a device that hangs
-
-
-async def _next(track: MediaStreamTrack) -> VideoFrame:
-    """The next decoded frame.
-
-    Raises:
-        MediaStreamError: the source ended.
-        TypeError: the source gave something else than decoded video.
-    """
-    frame = await track.recv()
-    if not isinstance(frame, VideoFrame):
-        raise TypeError(f"expected decoded video, got {type(frame).__name__}")
-    return frame
+    """Open the camera itself (no stand-in card, no rescaling), wait for its first frame, then measure for
+    `duration` seconds. Returns the statistics, or a failed check saying why there are none."""
+    return await open_and_measure(
+        NAME,
+        spec,
+        functools.partial(open_camera, spec, fmt),
+        functools.partial(_measure, spec=spec, first_frame_timeout=first_frame_timeout, duration=duration),
+        open_timeout=first_frame_timeout,
+    )
 
 
 async def _measure(
@@ -111,7 +78,7 @@ async def _measure(
     meter = VideoMeter(window=duration + 1.0, sample_every=duration / 5)
     try:
         async with asyncio.timeout(first_frame_timeout):
-            frame = await _next(track)
+            frame = await next_frame(track, VideoFrame)
     except TimeoutError:
         return failed(NAME, f"opened {spec}, but no frame within {first_frame_timeout:g} s")
     except MediaStreamError:
@@ -120,7 +87,7 @@ async def _measure(
     with contextlib.suppress(TimeoutError, MediaStreamError):
         async with asyncio.timeout(duration):
             while True:
-                meter.observe(await _next(track))
+                meter.observe(await next_frame(track, VideoFrame))
     stats = meter.stats()
     if stats is None:  # pragma: no cover - the first frame was observed
         return failed(NAME, f"{spec} gave no frame")

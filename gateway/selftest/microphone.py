@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 from collections.abc import Callable
 from typing import Final
@@ -13,10 +14,9 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
 from gateway.media.meters import AudioLevel, AudioMeter
-from gateway.media.player import release
-from gateway.media.sources import MediaSourceError, open_device
+from gateway.media.sources import open_microphone
 from gateway.media.spec import SourceSpec
-from gateway.media.synthetic import ToneAudioTrack
+from gateway.selftest.device import next_frame, open_and_measure
 from gateway.selftest.report import failed, ok, skipped
 from signaling.protocol import SelftestCheck
 
@@ -43,48 +43,18 @@ def microphone_check(level: AudioLevel, *, threshold: float = SILENCE_DBFS, live
     return ok(NAME, f"{prefix}{heard}, above silence")
 
 
-async def open_microphone(spec: SourceSpec) -> MediaStreamTrack:
-    """The microphone itself, as configured: no silence standing in for it.
-
-    Raises:
-        MediaSourceError: it cannot be opened.
-    """
-    if spec.kind == "test":
-        return ToneAudioTrack()
-    return await open_device(spec.device, None if spec.kind == "file" else spec.kind, {}, "audio")
-
-
 async def measure_microphone(
     spec: SourceSpec, *, first_frame_timeout: float, duration: float
 ) -> AudioLevel | SelftestCheck:
-    """Open the microphone and measure its level over `duration` seconds of sound.
-
-    Returns the level, or a failed check saying why there is none.
-    """
-    try:
-        async with asyncio.timeout(first_frame_timeout):
-            track = await open_microphone(spec)
-    except TimeoutError:
-        return failed(NAME, f"{spec} did not open within {first_frame_timeout:g} s")
-    except MediaSourceError as exc:  # the message names the device and av's reason
-        return failed(NAME, str(exc))
-    try:
-        return await _measure(track, spec, first_frame_timeout=first_frame_timeout, duration=duration)
-    finally:
-        release(track)  # never blocks the event loop, even on a device that hangs
-
-
-async def _next(track: MediaStreamTrack) -> AudioFrame:
-    """The next decoded frame.
-
-    Raises:
-        MediaStreamError: the source ended.
-        TypeError: the source gave something else than decoded audio.
-    """
-    frame = await track.recv()
-    if not isinstance(frame, AudioFrame):
-        raise TypeError(f"expected decoded audio, got {type(frame).__name__}")
-    return frame
+    """Open the microphone itself (no silence standing in) and measure its level over `duration` seconds of sound.
+    Returns the level, or a failed check saying why there is none."""
+    return await open_and_measure(
+        NAME,
+        spec,
+        functools.partial(open_microphone, spec),
+        functools.partial(_measure, spec=spec, first_frame_timeout=first_frame_timeout, duration=duration),
+        open_timeout=first_frame_timeout,
+    )
 
 
 async def _measure(
@@ -94,7 +64,7 @@ async def _measure(
     meter = AudioMeter(window=duration)
     try:
         async with asyncio.timeout(first_frame_timeout):
-            meter.observe(await _next(track))
+            meter.observe(await next_frame(track, AudioFrame))
     except TimeoutError:
         return failed(NAME, f"opened {spec}, but no sound within {first_frame_timeout:g} s")
     except MediaStreamError:
@@ -103,7 +73,7 @@ async def _measure(
     with contextlib.suppress(TimeoutError, MediaStreamError):
         async with asyncio.timeout(2 * duration + 1.0):
             while meter.seconds < duration:
-                meter.observe(await _next(track))
+                meter.observe(await next_frame(track, AudioFrame))
     level = meter.level()
     if level is None:  # pragma: no cover - the first frame was observed
         return failed(NAME, f"{spec} gave no sound")
