@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import logging
 import time
@@ -17,8 +18,20 @@ from gateway.backoff import Backoff
 from gateway.config import CabinConfig
 from gateway.devices.readings import Reading
 from gateway.ice import host_addresses
+from gateway.journal import JournalError, ReadingJournal, journal_path
 from gateway.lifecycle import AsyncResource, cancel_and_wait
+from gateway.link import (
+    RESTART_GRACE,
+    RETRY,
+    SIGNALING_PROBE_TIMEOUT,
+    WATCH_INTERVAL,
+    CallLink,
+    LinkPhase,
+    Verdict,
+    judge,
+)
 from gateway.media.sources import MediaSources
+from gateway.selftest.ice import probe_url
 from gateway.session import CallSession, CallStats, SessionError, VideoRejected
 from gateway.signaling_client import SignalingClient, SignalingRefused, SignalingUnavailable
 from gateway.vitals import VitalsOutbox
@@ -27,11 +40,12 @@ from signaling.protocol import (
     AppointmentInfo,
     AppointmentKind,
     Bye,
+    CallProblem,
     Candidate,
     Error,
     HelpRequest,
     HelpStatus,
-    IceServer,
+    IcePolicy,
     Incident,
     IncidentKind,
     Message,
@@ -39,6 +53,8 @@ from signaling.protocol import (
     PeerJoined,
     PeerLeft,
     Presence,
+    Problem,
+    Restart,
     Role,
     RoomState,
     Schedule,
@@ -118,7 +134,13 @@ class CabinGateway(AsyncResource):
         self._client: SignalingClient | None = None
         self.welcome: Welcome | None = None
         self.sessions: dict[str, CallSession] = {}
+        # The admitted appointments whose call the cabin keeps up, each with its supervising task.
+        self.links: dict[str, CallLink] = {}
+        self._supervisors: dict[str, asyncio.Task[None]] = {}
+        self._kicks: dict[str, asyncio.Event] = {}
         self._outboxes: dict[str, VitalsOutbox] = {}
+        # Readings waiting for the doctor's acknowledgement, on the runtime directory's tmpfs (None: memory only).
+        self._journal: ReadingJournal | None = None
         self._forget: dict[str, asyncio.TimerHandle] = {}
         self.finished_calls: collections.deque[CallStats] = collections.deque(maxlen=HISTORY)
         # Kinds of measurement the professional asked for, in order (no values: these are requests only).
@@ -151,6 +173,7 @@ class CabinGateway(AsyncResource):
 
     async def __aenter__(self) -> CabinGateway:
         self._stack.enter_context(host_addresses(self.config.ice_addresses, add_loopback=True))
+        self._open_journal()
         self._tasks.append(asyncio.create_task(self._signaling_loop(), name="cabin-signaling"))
         return self
 
@@ -163,9 +186,13 @@ class CabinGateway(AsyncResource):
             return
         self._closed = True
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-            ("stopping the loops", lambda: cancel_and_wait([*self._tasks, *self._side_tasks])),
+            (
+                "stopping the loops",
+                lambda: cancel_and_wait([*self._tasks, *self._side_tasks, *self._supervisors.values()]),
+            ),
         ]
         steps += [(f"ending call {a[:12]}", functools.partial(self._end_session, a)) for a in list(self.sessions)]
+        self.links.clear()
         if self._client is not None:
             steps.append(("closing signaling", self._client.close))
         for what, step in steps:
@@ -175,8 +202,13 @@ class CabinGateway(AsyncResource):
                 log.exception("%s: %s failed during shutdown; going on", self.label, what)
         for handle in self._forget.values():
             handle.cancel()
-        for outbox in self._outboxes.values():
-            outbox.clear()
+        if self._journal is None:
+            for outbox in self._outboxes.values():
+                outbox.clear()
+        else:
+            # Journaled readings stay for the next start (a restart must lose none); the next start wipes those of
+            # appointments that are over, and systemd removes the runtime directory when the service is stopped.
+            self._journal.close()
         self._outboxes.clear()
         self.latest_reading.clear()
         self._stack.close()
@@ -315,9 +347,9 @@ class CabinGateway(AsyncResource):
         """The citizen left: end any call and forget everything about the appointment's readings."""
         self.checked_in.discard(appointment_id)
         self.ended.setdefault(appointment_id, "citizen")
-        if appointment_id in self.sessions:
+        if appointment_id in self.sessions or appointment_id in self.links:
             await self._send(Bye(appointment_id=appointment_id, reason="citizen left"))
-        await self._end_session(appointment_id)
+        await self._end_link(appointment_id)
         self._forget_vitals(appointment_id)
         await self._send(Presence(appointment_id=appointment_id, present=False))
         self._notify()
@@ -364,6 +396,10 @@ class CabinGateway(AsyncResource):
             for appointment_id in list(self.room_states):
                 if appointment_id not in known:
                     del self.room_states[appointment_id]
+            for appointment_id in list(self._outboxes):
+                if appointment_id not in known and appointment_id not in self.links:
+                    # Over (or cancelled) while no call runs for it: its readings go (journal included).
+                    self._forget_vitals(appointment_id)
             if self.config.auto_checkin:
                 for info in self.open_appointments():
                     if info.id not in self.checked_in:
@@ -373,26 +409,11 @@ class CabinGateway(AsyncResource):
             self.room_states[message.appointment_id] = message
             self._notify()
         elif isinstance(message, PeerJoined) and message.role is Role.PROFESSIONAL:
-            await self._start_session(message)
+            self._professional_here(message)
+        elif isinstance(message, Restart):
+            self._restart_requested(message.appointment_id)
         elif isinstance(message, Answer):
-            session = self.sessions.get(message.appointment_id)
-            if session is None:
-                return
-            try:
-                await session.accept_answer(message.sdp)
-            except VideoRejected as exc:
-                # Sound without picture is better than a black screen: offer again without video; the
-                # professional's page says why there is no picture and what to do.
-                log.warning("%s: %s; offering the call again without video", session.label, exc)
-                await self._start_session(
-                    PeerJoined(appointment_id=session.appointment_id, role=Role.PROFESSIONAL, kind=session.kind),
-                    ice_servers=session.ice_servers,
-                    video=False,
-                )
-            except SessionError as exc:
-                log.warning("%s: %s", session.label, exc)
-                await self._end_session(message.appointment_id)
-                await self._send(Bye(appointment_id=message.appointment_id, reason="answer refused"))
+            await self._answer(message)
         elif isinstance(message, Candidate):
             session = self.sessions.get(message.appointment_id)
             if session is not None:
@@ -401,16 +422,22 @@ class CabinGateway(AsyncResource):
                 except SessionError as exc:
                     log.info("%s: %s", session.label, exc)
         elif isinstance(message, PeerLeft) and message.role is Role.PROFESSIONAL:
-            await self._end_session(message.appointment_id)
+            # Their signaling connection went; the call itself may still flow (a blip): the watch decides.
+            link = self.links.get(message.appointment_id)
+            if link is not None:
+                link.professional_present = False
             self._schedule_forget(message.appointment_id)
+            self._notify()
         elif isinstance(message, Bye):
             self.ended[message.appointment_id] = "cancelled" if message.reason == "cancelled" else "professional"
-            await self._end_session(message.appointment_id)
+            await self._end_link(message.appointment_id)
             self._forget_vitals(message.appointment_id)
             if message.reason in ("cancelled", "over"):
                 # Cancelled, or its time is over (signaling forgot the room): nobody can come back to it.
                 self.checked_in.discard(message.appointment_id)
             self._notify()
+        elif isinstance(message, CallProblem):
+            log.warning("%s: the professional's side reports %s: %s", self.label, message.problem, message.detail)
         elif isinstance(message, HelpStatus):
             self._help_status(message)
         elif isinstance(message, SelftestRequest):
@@ -420,18 +447,170 @@ class CabinGateway(AsyncResource):
 
     # --- calls -----------------------------------------------------------------------------------------------
 
-    async def _start_session(
-        self, joined: PeerJoined, *, ice_servers: tuple[IceServer, ...] | None = None, video: bool = True
-    ) -> None:
+    def _professional_here(self, joined: PeerJoined) -> None:
+        """The professional is (again) in the room: keep a call up with them, or make sure the one we have works."""
         appointment_id = joined.appointment_id
-        await self._end_session(appointment_id)
         handle = self._forget.pop(appointment_id, None)
         if handle is not None:
             handle.cancel()
         self.ended.pop(appointment_id, None)
-        outbox = None
+        relay = joined.ice_policy is IcePolicy.RELAY or self.config.relay_only
+        policy = IcePolicy.RELAY if relay else IcePolicy.ALL
+        link = self.links.get(appointment_id)
+        if link is None:
+            link = CallLink(appointment_id, joined.kind, joined.ice_servers, policy)
+            self.links[appointment_id] = link
+            self._kicks[appointment_id] = asyncio.Event()
+            task = asyncio.create_task(self._supervise(link), name=f"call-{appointment_id[:12]}")
+            self._supervisors[appointment_id] = task
+        else:
+            # Fresh credentials for the next attempt; a call whose media flow is left alone (a signaling blip).
+            link.ice_servers, link.ice_policy, link.kind = joined.ice_servers, policy, joined.kind
+            link.professional_present = True
+            if not self._alive(self.sessions.get(appointment_id)):
+                self._kicks[appointment_id].set()
         if joined.kind is AppointmentKind.MEDICAL:
-            outbox = self._outboxes.setdefault(appointment_id, VitalsOutbox())
+            self._outbox(appointment_id)
+        self._notify()
+
+    def _restart_requested(self, appointment_id: str) -> None:
+        """The professional's page has no working connection (it was reloaded, or its path died): offer again."""
+        link, session = self.links.get(appointment_id), self.sessions.get(appointment_id)
+        if link is None:
+            return
+        if session is not None and time.monotonic() - session.started_at < RESTART_GRACE:
+            return  # our own new offer is on its way: it answers this request
+        log.info("%s: the professional asks for a new connection", session.label if session else self.label)
+        self._kicks[appointment_id].set()
+
+    @staticmethod
+    def _alive(session: CallSession | None) -> bool:
+        if session is None or session.ended.is_set() or not session.connected.is_set():
+            return False
+        return (
+            judge(
+                now=time.monotonic(),
+                started_at=session.started_at,
+                connected=True,
+                failed=False,
+                last_inbound=session.last_inbound,
+                was_connected=True,
+            )
+            is Verdict.WAIT
+        )
+
+    async def _answer(self, message: Answer) -> None:
+        session, link = self.sessions.get(message.appointment_id), self.links.get(message.appointment_id)
+        if session is None or link is None:
+            return
+        if session.answered:
+            # An answer to an earlier offer, crossing our newer one: the current attempt goes on.
+            log.info("%s: ignored an answer to an earlier offer", session.label)
+            return
+        try:
+            await session.accept_answer(message.sdp)
+        except VideoRejected as exc:
+            # Sound without picture is better than a black screen: offer again without video; the professional's
+            # page says why there is no picture and what to do.
+            log.warning("%s: %s; offering the call again without video", session.label, exc)
+            link.video = False
+            self._kicks[message.appointment_id].set()
+        except SessionError as exc:
+            log.warning("%s: %s", session.label, exc)
+            await self._end_link(message.appointment_id)
+            await self._send(Bye(appointment_id=message.appointment_id, reason="answer refused"))
+
+    async def _supervise(self, link: CallLink) -> None:
+        """Keep the appointment's call up: offer, watch, and offer again whenever the path dies, until the end."""
+        kick = self._kicks[link.appointment_id]
+        while True:
+            try:
+                await self._until_ready(link, kick)
+                kick.clear()
+                verdict = await self._attempt(link, kick)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A bug in one attempt must not end the appointment's call for good: log it, try again.
+                log.exception("%s: a call attempt failed unexpectedly", self.label)
+                verdict = Verdict.TIMEOUT
+            await self._end_session(link.appointment_id)
+            if verdict is Verdict.CONNECTED:  # kicked while connected: the next attempt starts at once
+                continue
+            if kick.is_set():
+                continue
+            link.failures += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(kick.wait(), RETRY.jittered(link.failures - 1))
+
+    async def _until_ready(self, link: CallLink, kick: asyncio.Event) -> None:
+        """Wait until an offer can reach the professional: signaling is up and they are in the room."""
+        while self._client is None or not link.professional_present:
+            changed = self.changed
+            waits = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(kick.wait())]
+            try:
+                # Bounded all the same: a missed notification only delays, never stops, the call's return.
+                await asyncio.wait(waits, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await cancel_and_wait(waits)
+
+    async def _attempt(self, link: CallLink, kick: asyncio.Event) -> Verdict:
+        """One peer connection: offer it, then watch it until it dies, times out, or a restart is asked for."""
+        session = await self._open_session(link)
+        if session is None:
+            return Verdict.TIMEOUT
+        was_connected = False
+        while True:
+            try:
+                await asyncio.wait_for(kick.wait(), WATCH_INTERVAL)
+                return Verdict.CONNECTED if was_connected else Verdict.TIMEOUT
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            verdict = judge(
+                now=now,
+                started_at=session.started_at,
+                connected=session.connected.is_set(),
+                failed=session.ended.is_set(),
+                last_inbound=session.last_inbound,
+                was_connected=was_connected,
+            )
+            if verdict is Verdict.CONNECTED:
+                was_connected = True
+                self._connected(link, session, now)
+            elif verdict is Verdict.DEAD:
+                link.phase, link.dead_at = LinkPhase.RECONNECTING, now
+                link.note("dead", now)
+                log.warning(
+                    "%s: nothing from the professional for %.1f s: reconnecting",
+                    session.label,
+                    now - session.last_inbound,
+                )
+                self._notify()
+                self._spawn(self._probe_signaling(), "signaling-probe")
+                return verdict
+            elif verdict is Verdict.TIMEOUT:
+                log.info("%s: not connected within %.0f s; trying again", session.label, now - session.started_at)
+                return verdict
+
+    def _connected(self, link: CallLink, session: CallSession, now: float) -> None:
+        if link.phase is LinkPhase.RECONNECTING:
+            link.reconnections += 1
+        link.phase, link.failures = LinkPhase.CONNECTED, 0
+        link.note("connected", now)
+        if link.problem is not None:
+            link.problem = None
+            self.report_incident(IncidentKind.TURN_REFUSED, False)
+        # How the call travels (direct or relayed, UDP or TCP): no health data, and what an operator asks first.
+        log.info("%s: connected through %s", session.label, session.selected_path() or "an unknown path")
+        self._notify()
+
+    async def _open_session(self, link: CallLink) -> CallSession | None:
+        """Make a peer connection and send its offer; None when it cannot work (no relay where one is needed)."""
+        appointment_id = link.appointment_id
+        await self._end_session(appointment_id)
+        link.attempts += 1
+        outbox = self._outbox(appointment_id) if link.kind is AppointmentKind.MEDICAL else None
         sources = MediaSources(
             self.config.video,
             self.config.audio,
@@ -442,14 +621,15 @@ class CabinGateway(AsyncResource):
         await sources.__aenter__()
         session = CallSession(
             appointment_id,
-            joined.kind,
-            joined.ice_servers if ice_servers is None else ice_servers,
+            link.kind,
+            link.ice_servers,
             sources,
             outbox=outbox,
             on_measurement_request=self._measurement_requested,
             self_view=self._self_view,
             video_codec=self.config.video_codec,
-            video=video,
+            video=link.video,
+            ice_policy=link.ice_policy,
         )
         self.sessions[appointment_id] = session
         if outbox is not None:
@@ -460,14 +640,91 @@ class CabinGateway(AsyncResource):
         except Exception:
             await self._end_session(appointment_id)
             raise
-        log.info("%s: offering a %s call", session.label, joined.kind)
+        if link.ice_policy is IcePolicy.RELAY and "relay" not in session.local_candidate_types():
+            # No relay candidate: the TURN server refused us or cannot be reached; an offer could never connect.
+            await self._relay_problem(link, session.label)
+            return None
+        log.info("%s: offering a %s call (attempt %d)", session.label, link.kind, link.attempts)
         await self._send(Offer(appointment_id=appointment_id, sdp=sdp))
         self.session_started.set()
         self._notify()
+        return session
+
+    async def _relay_problem(self, link: CallLink, label: str) -> None:
+        """Find out why TURN gave no relay, tell the professional and the operator in plain words."""
+        turn = next(
+            ((url, s) for s in link.ice_servers for url in s.urls if url.startswith("turn") and s.username),
+            None,
+        )
+        if turn is None:
+            problem, detail = Problem.TURN_UNREACHABLE, "relay-only, but no TURN server with credentials"
+        else:
+            url, server = turn
+            result = await probe_url(url, server.username, server.credential, timeout=3.0)
+            refused = "refused the credentials" in result.detail
+            problem = Problem.TURN_REFUSED if refused else Problem.TURN_UNREACHABLE
+            detail = f"{url}: {result.detail}"
+        log.error("%s: no TURN relay (%s): %s", label, problem, detail)
+        if link.problem != problem:
+            link.problem = problem
+            self._notify()
+            if problem is Problem.TURN_REFUSED:
+                self.report_incident(IncidentKind.TURN_REFUSED, True, detail=detail)
+            await self._send(CallProblem(appointment_id=link.appointment_id, problem=problem, detail=detail))
+
+    async def _probe_signaling(self) -> None:
+        """Media died: if signaling is dead too (the cabin's whole link went), reconnect it now, not in 15 s."""
+        client = self._client
+        if client is None:
+            return
+        try:
+            await client.probe(SIGNALING_PROBE_TIMEOUT)
+        except SignalingUnavailable as exc:
+            log.info("%s: %s", self.label, exc)
+
+    def _outbox(self, appointment_id: str) -> VitalsOutbox:
+        outbox = self._outboxes.get(appointment_id)
+        if outbox is None:
+            outbox = self._outboxes[appointment_id] = self._new_outbox(appointment_id)
+        return outbox
+
+    def _new_outbox(self, appointment_id: str) -> VitalsOutbox:
+        if self._journal is not None:
+            try:
+                return VitalsOutbox(self._journal, appointment_id)
+            except JournalError as exc:
+                log.error("%s: apt %s: readings kept in memory only: %s", self.label, appointment_id[:12], exc)
+        return VitalsOutbox()
+
+    def _open_journal(self) -> None:
+        """Open the readings journal; readings of a call cut by a restart are replayed when the doctor is back."""
+        if self.config.runtime_dir is None:
+            return
+        try:
+            self._journal = ReadingJournal.open(journal_path(self.config.runtime_dir), reset_if_corrupt=True)
+        except JournalError as exc:
+            log.error("%s: readings kept in memory only: %s", self.label, exc)
+            return
+        for appointment_id in self._journal.appointments():
+            self._outboxes[appointment_id] = self._new_outbox(appointment_id)
+            log.info("%s: apt %s: readings journaled before a restart are kept", self.label, appointment_id[:12])
+
+    async def _end_link(self, appointment_id: str) -> None:
+        """Stop keeping this appointment's call up, and end the call."""
+        self.links.pop(appointment_id, None)
+        self._kicks.pop(appointment_id, None)
+        task = self._supervisors.pop(appointment_id, None)
+        if task is not None and task is not asyncio.current_task():
+            await cancel_and_wait([task])
+        await self._end_session(appointment_id)
 
     async def _end_session(self, appointment_id: str) -> None:
         session = self.sessions.pop(appointment_id, None)
-        if self.prompt is not None and self.prompt.appointment_id == appointment_id:
+        if (
+            self.prompt is not None
+            and self.prompt.appointment_id == appointment_id
+            and appointment_id not in self.links
+        ):
             self.prompt = None  # the professional is gone: they will ask again if they come back
         if session is not None:
             await session.close()
@@ -483,6 +740,9 @@ class CabinGateway(AsyncResource):
 
     def _forget_vitals(self, appointment_id: str) -> None:
         """Drop the appointment's unacknowledged readings: nothing about the citizen stays on the PC."""
+        if appointment_id in self.links and not self.links[appointment_id].professional_present:
+            # The professional never came back: stop trying to reach them.
+            self._spawn(self._end_link(appointment_id), "end-call")
         handle = self._forget.pop(appointment_id, None)
         if handle is not None:
             handle.cancel()
@@ -525,11 +785,13 @@ class CabinGateway(AsyncResource):
         outbox = self._outboxes.get(appointment_id)
         return 0 if outbox is None else outbox.pending + len(outbox.history)
 
+    def medical_link(self) -> CallLink | None:
+        """The medical appointment whose call the cabin keeps up now, if any (readings go to it)."""
+        return next((link for link in self.links.values() if link.kind is AppointmentKind.MEDICAL), None)
+
     def medical_session(self) -> CallSession | None:
-        for session in self.sessions.values():
-            if session.kind is AppointmentKind.MEDICAL:
-                return session
-        return None
+        link = self.medical_link()
+        return None if link is None else self.sessions.get(link.appointment_id)
 
     def device_state(self, state: DeviceStateLike) -> None:
         """A medical device's state changed (seen, connected, battery): tell the doctor if a medical call runs."""
@@ -547,14 +809,20 @@ class CabinGateway(AsyncResource):
             session.push_device_state(wire)
 
     def deliver_reading(self, reading: Reading) -> None:
-        """A reading from a device: to the medical call if one runs, else nowhere (it is not kept)."""
-        session = self.medical_session()
-        if session is None:
+        """A reading from a device: to the medical call if one is kept up (even while it reconnects: it waits in
+        the outbox), else nowhere (it is not kept)."""
+        link = self.medical_link()
+        if link is None:
             self.readings_discarded += 1
             return
-        session.push_reading(reading)
-        self.latest_reading[session.appointment_id] = reading
+        appointment_id = link.appointment_id
+        session = self.sessions.get(appointment_id)
+        if session is not None:
+            session.push_reading(reading)
+        else:
+            self._outbox(appointment_id).add(reading)
+        self.latest_reading[appointment_id] = reading
         prompt = self.prompt
-        if prompt is not None and prompt.appointment_id == session.appointment_id and prompt.kind == reading.kind:
+        if prompt is not None and prompt.appointment_id == appointment_id and prompt.kind == reading.kind:
             self.prompt = None
         self._notify()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import tempfile
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -26,6 +27,26 @@ from gateway.media.spec import SourceSpec, VideoCodec, VideoFormat
 DEFAULT_CONFIG_FILE: Final = Path("/etc/cabine/cabin.toml")
 CONFIG_ENV: Final = "CABINE_CONFIG"
 KNOWN_LANGUAGES: Final = ("fr", "en")
+SYSTEM_RUNTIME_DIR: Final = Path("/run/cabine")
+
+
+def default_runtime_dir() -> Path:
+    """Where the gateway keeps run-time files: systemd's RuntimeDirectory (/run/cabine), else a user's own.
+
+    /run, $XDG_RUNTIME_DIR and /dev/shm are tmpfs on Debian: what is written there never outlives a reboot.
+    """
+    systemd = os.environ.get("RUNTIME_DIRECTORY")
+    if systemd:
+        return Path(systemd.split(":")[0])
+    if os.access(SYSTEM_RUNTIME_DIR if SYSTEM_RUNTIME_DIR.is_dir() else SYSTEM_RUNTIME_DIR.parent, os.W_OK | os.X_OK):
+        return SYSTEM_RUNTIME_DIR
+    user = os.environ.get("XDG_RUNTIME_DIR")
+    if user:
+        return Path(user) / "cabine"
+    shm = Path("/dev/shm")
+    return (shm if shm.is_dir() else Path(tempfile.gettempdir())) / f"cabine-{os.getuid()}"
+
+
 # Standard Bluetooth health services a cabin may allow by name (GATT assigned numbers).
 SERVICES: Final = HEALTH_SERVICE_KEYS
 _MAC: Final = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
@@ -123,12 +144,17 @@ class ScreenSettings:
 class IceSettings:
     # Gather host candidates only on these addresses; empty: on every address of the machine.
     addresses: tuple[str, ...] = ()
+    # Calls go through the TURN relay only (signaling may also ask for it): the cabin's addresses stay private.
+    relay_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class CallSettings:
     # Take the citizen as present without the screen's "Commencer" (cabins without a screen).
     auto_checkin: bool = False
+    # Where readings wait for the doctor's acknowledgement: a tmpfs, so that they outlive a restart of the gateway
+    # and never a reboot.
+    runtime_dir: Path = field(default_factory=default_runtime_dir)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,8 +337,8 @@ SCHEMA: Final[dict[str, dict[str, tuple[Parser, Callable[[Any, str], str]]]]] = 
         "port": (_integer(1, 65535, zero=True), _as()),
         "languages": (_languages, _as()),
     },
-    "ice": {"addresses": (_addresses, _as())},
-    "calls": {"auto_checkin": (_boolean, _as())},
+    "ice": {"addresses": (_addresses, _as()), "relay_only": (_boolean, _as())},
+    "calls": {"auto_checkin": (_boolean, _as()), "runtime_dir": (_path, _as())},
 }
 SECTIONS: Final = {
     "signaling": SignalingSettings,
@@ -478,6 +504,9 @@ class CabinConfig:
     # Without a cabin screen (demos, benchmarks), the citizen is taken as present for open appointments.
     auto_checkin: bool = False
     reconnect_max_delay: float = 10.0
+    relay_only: bool = False
+    # None: readings are kept in memory only (tests, benchmarks); the cabin's service journals them.
+    runtime_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.cabin_id:
@@ -506,6 +535,8 @@ class CabinConfig:
             bluetooth_adapter=settings.devices.adapter,
             video_codec=camera.codec,
             auto_checkin=settings.calls.auto_checkin,
+            relay_only=settings.ice.relay_only,
+            runtime_dir=settings.calls.runtime_dir,
             **extra,
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpTransceiver,
     RTCSessionDescription,
@@ -39,7 +41,7 @@ from gateway.vitals import (
     dump_message,
     parse_page_message,
 )
-from signaling.protocol import AppointmentKind, IceServer
+from signaling.protocol import AppointmentKind, IcePolicy, IceServer
 
 log = logging.getLogger("cabine.gateway.session")
 
@@ -89,11 +91,27 @@ class CallStats:
     bad_vitals_messages: int = 0
 
 
-def rtc_configuration(ice_servers: tuple[IceServer, ...]) -> RTCConfiguration:
+# On an open vitals channel, each end says it is alive this often (the page answers with its own heartbeat).
+HEARTBEAT_SECONDS = 1.0
+
+
+def rtc_configuration(ice_servers: tuple[IceServer, ...], policy: IcePolicy = IcePolicy.ALL) -> RTCConfiguration:
     """Always explicit: aiortc's default configuration would use a public STUN server."""
     return RTCConfiguration(
-        iceServers=[RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in ice_servers]
+        iceServers=[RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in ice_servers],
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if policy is IcePolicy.RELAY else RTCIceTransportPolicy.ALL,
     )
+
+
+def candidate_types(sdp: str) -> list[str]:
+    """The types of the candidates in a session description ("host", "srflx", "relay"), in order."""
+    found = []
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            parts = line.split()
+            if "typ" in parts[:-1]:
+                found.append(parts[parts.index("typ") + 1])
+    return found
 
 
 class CallSession(AsyncResource):
@@ -112,6 +130,7 @@ class CallSession(AsyncResource):
         self_view: bool = False,
         video_codec: VideoCodec | None = None,
         video: bool = True,
+        ice_policy: IcePolicy = IcePolicy.ALL,
     ) -> None:
         """`video=False`: a call without any video section (after a professional's browser refused the video)."""
         if kind is AppointmentKind.MEDICAL and outbox is None:
@@ -123,7 +142,13 @@ class CallSession(AsyncResource):
         self.stats = CallStats()
         self.label = label or f"apt {appointment_id[:12]}"
         self.ice_servers = ice_servers
-        self._pc = RTCPeerConnection(configuration=rtc_configuration(ice_servers))
+        self.ice_policy = ice_policy
+        self._pc = RTCPeerConnection(configuration=rtc_configuration(ice_servers, ice_policy))
+        self.started_at = time.monotonic()
+        # When something last came from the professional (a media frame, a data-channel message): a path that has
+        # gone quiet is dead long before ICE consent checks would say so (~30 s).
+        self.last_inbound = self.started_at
+        self.connected_at: float | None = None
         self._sources = sources
         self._outbox = outbox
         self._on_request = on_measurement_request
@@ -151,6 +176,36 @@ class CallSession(AsyncResource):
     @property
     def connection_state(self) -> str:
         return str(self._pc.connectionState)
+
+    @property
+    def answered(self) -> bool:
+        """Whether the professional's answer was already applied (a second one belongs to an earlier offer)."""
+        return self._pc.remoteDescription is not None
+
+    def local_candidate_types(self) -> list[str]:
+        """Types of the candidates gathered for the offer (aiortc gathers them all before the offer is made)."""
+        description = self._pc.localDescription
+        return [] if description is None else candidate_types(description.sdp)
+
+    def selected_path(self) -> str | None:
+        """The candidate pair in use, e.g. "relay/udp 192.0.2.7:50000 -> 198.51.100.9:3478 via turn/tcp"; no
+        health data, only how the call travels (for logs and tests). None before the pair is chosen."""
+        try:
+            transceivers = self._pc.getTransceivers()
+            dtls = transceivers[0].sender.transport if transceivers else self._pc.sctp.transport  # type: ignore[union-attr]
+            # aiortc keeps aioice's connection private; reading it is the only way to know the chosen pair.
+            pairs = dtls.transport._connection._nominated
+        except (AttributeError, IndexError):
+            return None
+        pair = pairs.get(1)
+        if pair is None:
+            return None
+        local, remote = pair.local_candidate, pair.remote_candidate
+        text = f"{local.type}/{local.transport} {local.host}:{local.port} -> {remote.type} {remote.host}:{remote.port}"
+        if local.type == "relay":
+            inner = getattr(pair.protocol.transport, "_TurnTransport__inner_protocol", None)
+            text += " via turn/" + ("tcp" if type(inner).__name__.startswith("TurnClientTcp") else "udp")
+        return text
 
     async def create_offer(self) -> str:
         """Add the cabin's tracks (and the vitals channel for medical calls) and return the offer's SDP."""
@@ -229,13 +284,21 @@ class CallSession(AsyncResource):
         channel, outbox = self._channel, self._outbox
         if channel is None or outbox is None:
             return
+        self._spawn(self._heartbeat(channel))
         for state in self._device_states.values():
             channel.send(dump_message("device", device=state))
         for text in outbox.replay():
             channel.send(text)
             self.stats.readings_sent += 1
 
+    async def _heartbeat(self, channel: RTCDataChannel) -> None:
+        text = dump_message("heartbeat")
+        while channel.readyState == "open":
+            channel.send(text)
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
     def _on_channel_message(self, data: str | bytes) -> None:
+        self.last_inbound = time.monotonic()
         try:
             message = parse_page_message(data)
         except VitalsProtocolError as exc:
@@ -285,6 +348,7 @@ class CallSession(AsyncResource):
                 await track.recv()
             except MediaStreamError:
                 return
+            self.last_inbound = time.monotonic()
             if track.kind == "video":
                 self.stats.video_frames_received += 1
             else:
@@ -294,6 +358,8 @@ class CallSession(AsyncResource):
         state = self._pc.connectionState
         log.info("%s: connection %s", self.label, state)
         if state == "connected":
+            if self.connected_at is None:
+                self.connected_at = self.last_inbound = time.monotonic()
             self.connected.set()
         elif state in ("failed", "closed"):
             self.ended.set()

@@ -15,13 +15,16 @@ import aiohttp
 from gateway.config import CabinConfig
 from gateway.errors import GatewayError
 from gateway.lifecycle import AsyncResource
-from signaling.protocol import Error, Hello, Message, ProtocolError, Welcome, dump, parse
+from signaling.protocol import Error, Hello, Message, Ping, Pong, ProtocolError, Welcome, dump, parse
 
 log = logging.getLogger("cabine.gateway.signaling")
 
 # Every network wait is bounded: reaching the server and being welcomed, and each send. Receiving is bounded by the
 # WebSocket heartbeat (a ping every HEARTBEAT s; no pong within half of it closes the connection).
 CONNECT_TIMEOUT: Final = 15.0
+# A TCP connection that is not up within this is tried again afresh: after a cut, a new SYN gets through at once,
+# where the kernel's own retries would back off (1 s, 3 s, 7 s...).
+SOCKET_CONNECT_TIMEOUT: Final = 3.0
 SEND_TIMEOUT: Final = 10.0
 HEARTBEAT: Final = 15.0
 
@@ -46,6 +49,8 @@ class SignalingClient(AsyncResource):
         # welcome's server_time they give the clock offset to the server.
         self.round_trip: float | None = None
         self.welcomed_at: float | None = None
+        self._pings: dict[int, asyncio.Future[float]] = {}
+        self._next_ping = 1
 
     def _ssl(self) -> ssl.SSLContext | bool:
         if self._config.ca_file is not None:
@@ -67,7 +72,7 @@ class SignalingClient(AsyncResource):
         return self
 
     async def _connect(self) -> None:
-        self._session = aiohttp.ClientSession()
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_connect=SOCKET_CONNECT_TIMEOUT))
         try:
             self._ws = await self._session.ws_connect(
                 self._config.ws_url(),
@@ -106,15 +111,58 @@ class SignalingClient(AsyncResource):
             msg = await self._ws.receive()
             if msg.type is aiohttp.WSMsgType.TEXT:
                 try:
-                    return parse(msg.data)
+                    message = parse(msg.data)
                 except ProtocolError as exc:
                     log.warning("cabin %s: ignored a bad message from signaling: %s", self._config.cabin_id, exc)
                     continue
+                if isinstance(message, Pong):
+                    waiter = self._pings.pop(message.id, None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(time.monotonic())
+                    continue
+                return message
             if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
                 code = self._ws.close_code
                 raise SignalingUnavailable(f"signaling closed the connection (code {code})")
             if msg.type is aiohttp.WSMsgType.ERROR:
                 raise SignalingUnavailable(f"signaling connection error: {self._ws.exception()}")
+
+    async def probe(self, timeout: float) -> float:
+        """Round trip of a ping to signaling, in seconds (answered while `messages()` is being read).
+
+        Raises:
+            SignalingUnavailable: no answer within `timeout` (the connection is then closed: it is dead or too slow
+                to be trusted), or not connected.
+        """
+        ident = self._next_ping
+        self._next_ping += 1
+        waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._pings[ident] = waiter
+        sent = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.send(Ping(id=ident))
+                answered = await waiter
+        except TimeoutError:
+            log.warning(
+                "cabin %s: no answer from signaling within %.1f s; reconnecting", self._config.cabin_id, timeout
+            )
+            await self.abort()
+            raise SignalingUnavailable(f"signaling did not answer a ping within {timeout:g} s") from None
+        finally:
+            self._pings.pop(ident, None)
+        return answered - sent
+
+    async def abort(self) -> None:
+        """Drop the connection without a closing handshake (over a dead link it would only wait)."""
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            # The transport is closed at once; `receive()` in the message loop then ends with CLOSED.
+            connection = ws._response.connection
+            if connection is not None and connection.transport is not None:
+                connection.transport.abort()
+            else:
+                await ws.close()
 
     async def messages(self) -> AsyncIterator[Message]:
         """Messages until the connection ends (then SignalingUnavailable)."""

@@ -37,6 +37,7 @@ class AlertKind(enum.StrEnum):
     MICROPHONE_UNAVAILABLE = "microphone-unavailable"
     DEVICE_MISSING = "device-missing"
     BLUETOOTH_UNAVAILABLE = "bluetooth-unavailable"
+    TURN_REFUSED = "turn-refused"
 
     @classmethod
     def of_incident(cls, kind: IncidentKind) -> AlertKind:

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from signaling.forwarding import Network
-from signaling.protocol import IceServer
+from signaling.protocol import IcePolicy, IceServer
 from signaling.store import Store
 from signaling.tokens import TokenSigner
+from signaling.turn import TurnSettings
 from webclient import WEBCLIENT_DIR
 
 
@@ -34,6 +35,10 @@ class ServerConfig:
     operator_key_hashes: tuple[bytes, ...] = ()
     # Handed to both ends; empty means host candidates only (loopback tests, same-LAN demos).
     ice_servers: tuple[IceServer, ...] = ()
+    # TURN with credentials made for each participant (coturn's use-auth-secret); None: no relay.
+    turn: TurnSettings | None = None
+    # RELAY: both ends use TURN only (their addresses are never shown to each other).
+    ice_policy: IcePolicy = IcePolicy.ALL
     # Benchmarks and kiosk-less demos admit the citizen as soon as both ends are there.
     auto_admit: bool = False
     enrollment_lifetime: timedelta = timedelta(hours=24)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from signaling.protocol import (
     CloseCode,
     HelpRequest,
     HelpStatus,
+    IceServer,
     Incident,
     PeerJoined,
     Role,
@@ -35,6 +37,7 @@ from signaling.protocol import (
 from signaling.rooms import Room, RoomError, Rooms
 from signaling.selftests import ReceivedReport, SelftestBook
 from signaling.tokens import TokenError, TokenRefusal
+from signaling.turn import ice_servers
 
 log = logging.getLogger("cabine.signaling")
 
@@ -97,6 +100,14 @@ class Hub:
             )
         )
 
+    def ice_servers_for(self, role: Role, subject: str, until: datetime | None = None) -> tuple[IceServer, ...]:
+        """The STUN/TURN servers for one participant; TURN credentials last at least until `until` (+ overtime)."""
+        config = self.config
+        # The name only helps reading coturn's log: a fingerprint, not an appointment id.
+        name = f"{role.value}-{hashlib.sha256(subject.encode()).hexdigest()[:10]}"
+        end = None if until is None else until + config.overtime
+        return ice_servers(config.ice_servers, config.turn, name=name, now=config.clock(), until=end)
+
     # --- telling both ends -----------------------------------------------------------------------------------
 
     async def publish_state(self, room: Room[Client]) -> None:
@@ -112,6 +123,7 @@ class Hub:
         if self.config.auto_admit and not room.admitted and room.professional is not None:
             with contextlib.suppress(RoomError):
                 self.rooms.admit(room.appointment_id, room.professional)
+                self.config.store.set_admitted(room.appointment_id, self.config.clock())
                 self.audit(AuditAction.ADMITTED, "system", appointment_id=room.appointment_id, detail="auto")
                 await self.publish_state(room)
         if not self.rooms.ready(room):
@@ -125,7 +137,8 @@ class Hub:
                 appointment_id=room.appointment_id,
                 role=Role.PROFESSIONAL,
                 kind=room.kind,
-                ice_servers=self.config.ice_servers,
+                ice_servers=self.ice_servers_for(Role.CABIN, room.cabin_id, room.ends_at),
+                ice_policy=self.config.ice_policy,
             )
         )
 

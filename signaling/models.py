@@ -39,6 +39,8 @@ class Appointment:
     professional_name: str
     cancelled_at: datetime | None = None
     created_at: datetime | None = None
+    # When the professional let the citizen in (kept, so that a restart of signaling does not undo it).
+    admitted_at: datetime | None = None
 
     def __post_init__(self) -> None:
         _aware("starts_at", self.starts_at)

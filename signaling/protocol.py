@@ -72,6 +72,13 @@ class IceServer:
     credential: str | None = None
 
 
+class IcePolicy(enum.StrEnum):
+    """RTCConfiguration.iceTransportPolicy: every candidate, or relayed ones only (through TURN)."""
+
+    ALL = "all"
+    RELAY = "relay"
+
+
 @dataclass(frozen=True, slots=True)
 class IceUrl:
     """A STUN or TURN server URL (RFC 7064, RFC 7065): `stun:host[:port]`, `turn[s]:host[:port][?transport=udp|tcp]`."""
@@ -137,6 +144,8 @@ class Welcome:
     cabin_id: str | None = None
     # The server's clock (ISO 8601, UTC, milliseconds) when it sent this: a cabin measures its clock offset with it.
     server_time: str | None = None
+    # RELAY: this end must use TURN only (the operator's choice for networks that must not be exposed).
+    ice_policy: IcePolicy = IcePolicy.ALL
     type: str = field(default="welcome", init=False)
 
 
@@ -148,6 +157,7 @@ class PeerJoined:
     role: Role
     kind: AppointmentKind
     ice_servers: tuple[IceServer, ...] = ()
+    ice_policy: IcePolicy = IcePolicy.ALL
     type: str = field(default="peer-joined", init=False)
 
 
@@ -228,6 +238,46 @@ class Bye:
 
 
 @dataclass(frozen=True, slots=True)
+class Restart:
+    """The professional's page has no working connection for this call: the cabin should offer again."""
+
+    appointment_id: str
+    type: str = field(default="restart", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Is this connection alive? Signaling answers with a Pong carrying the same id, at once."""
+
+    id: int
+    type: str = field(default="ping", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    id: int
+    type: str = field(default="pong", init=False)
+
+
+class Problem(enum.StrEnum):
+    """Why one end cannot get the call's media through (told to the other end, shown in plain words)."""
+
+    TURN_REFUSED = "turn-refused"  # the relay server refused our credentials (wrong secret, or expired)
+    TURN_UNREACHABLE = "turn-unreachable"  # no answer from any relay server
+    NO_PATH = "no-path"  # no candidate pair works: a firewall, or the network is down
+
+
+@dataclass(frozen=True, slots=True)
+class CallProblem:
+    """One end of a call tells the other why the media do not get through (relayed within the room)."""
+
+    appointment_id: str
+    problem: Problem
+    detail: str = ""
+    type: str = field(default="call-problem", init=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     """Sent by signaling before closing, or for a recoverable refusal."""
 
@@ -299,6 +349,7 @@ class IncidentKind(enum.StrEnum):
     MICROPHONE_UNAVAILABLE = "microphone-unavailable"
     DEVICE_MISSING = "device-missing"
     BLUETOOTH_UNAVAILABLE = "bluetooth-unavailable"
+    TURN_REFUSED = "turn-refused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +375,10 @@ Message = (
     | Answer
     | Candidate
     | Bye
+    | CallProblem
+    | Restart
+    | Ping
+    | Pong
     | Error
     | Admit
     | Presence
@@ -337,7 +392,7 @@ Message = (
 )
 
 # Messages relayed from one end of a room to the other.
-RELAYED: Final = frozenset({"offer", "answer", "candidate", "bye"})
+RELAYED: Final = frozenset({"offer", "answer", "candidate", "bye", "call-problem", "restart"})
 
 
 def dump(message: Message) -> str:
@@ -487,6 +542,7 @@ def _parse_typed(kind: str, data: dict[str, Any]) -> Message:
             appointment=appt,
             cabin_id=data.get("cabin_id"),
             server_time=_str(data, "server_time", max_len=64) if data.get("server_time") is not None else None,
+            ice_policy=IcePolicy(data.get("ice_policy", "all")),
         )
     if kind == "peer-joined":
         return PeerJoined(
@@ -494,6 +550,20 @@ def _parse_typed(kind: str, data: dict[str, Any]) -> Message:
             role=Role(data["role"]),
             kind=AppointmentKind(data["kind"]),
             ice_servers=_ice_servers(data.get("ice_servers", [])),
+            ice_policy=IcePolicy(data.get("ice_policy", "all")),
+        )
+    if kind == "restart":
+        return Restart(appointment_id=_str(data, "appointment_id"))
+    if kind in ("ping", "pong"):
+        ident = data.get("id")
+        if not isinstance(ident, int) or isinstance(ident, bool) or not 0 <= ident < 2**53:
+            raise ProtocolError("'id' must be a non-negative integer")
+        return Ping(id=ident) if kind == "ping" else Pong(id=ident)
+    if kind == "call-problem":
+        return CallProblem(
+            appointment_id=_str(data, "appointment_id"),
+            problem=Problem(data["problem"]),
+            detail=_str(data, "detail", max_len=512, allow_empty=True) if "detail" in data else "",
         )
     if kind == "peer-left":
         return PeerLeft(appointment_id=_str(data, "appointment_id"), role=Role(data["role"]))

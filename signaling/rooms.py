@@ -44,6 +44,8 @@ class Slot:
     cabin_id: str
     kind: AppointmentKind
     ends_at: datetime
+    # Admitted before (kept by the store): a room rebuilt after a restart of signaling starts admitted.
+    admitted: bool = False
 
 
 @dataclass(slots=True)
@@ -102,7 +104,7 @@ class Rooms(Generic[C]):
     def _room(self, slot: Slot) -> Room[C]:
         room = self._rooms.get(slot.appointment_id)
         if room is None:
-            room = Room(slot.appointment_id, slot.cabin_id, slot.kind, slot.ends_at)
+            room = Room(slot.appointment_id, slot.cabin_id, slot.kind, slot.ends_at, admitted=slot.admitted)
             self._rooms[slot.appointment_id] = room
         return room
 
@@ -247,3 +249,5 @@ class Rooms(Generic[C]):
                 raise RoomError("candidate before offer", CloseCode.PROTOCOL_ERROR)
         elif message_type == "bye":
             room.negotiation = Negotiation.IDLE
+        elif message_type == "restart" and sender is not Role.PROFESSIONAL:
+            raise RoomError("only the professional asks for a restart", CloseCode.PROTOCOL_ERROR)

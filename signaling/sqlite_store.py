@@ -81,6 +81,11 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX audit_by_appointment ON audit (appointment_id, at)",
         ),
     ),
+    Migration(
+        3,
+        "admissions outlive a restart of signaling",
+        ("ALTER TABLE appointments ADD COLUMN admitted_at TEXT",),
+    ),
 )
 
 _SCHEMA_VERSION_TABLE: Final = """CREATE TABLE IF NOT EXISTS schema_version (
@@ -119,6 +124,7 @@ def _appointment(row: sqlite3.Row) -> Appointment:
         professional_name=row["professional_name"],
         cancelled_at=_datetime(row["cancelled_at"]),
         created_at=_datetime(row["created_at"]),
+        admitted_at=_datetime(row["admitted_at"]),
     )
 
 
@@ -417,6 +423,19 @@ class SQLiteStore:
                 raise NotFound(f"no appointment {appointment_id!r}")
             row = connection.execute("SELECT * FROM appointments WHERE id = ?", (appointment_id,)).fetchone()
         return _appointment(row)
+
+    def set_admitted(self, appointment_id: str, at: datetime | None) -> None:
+        """Record that the citizen was admitted at `at` (None: no longer admitted, they left the cabin).
+
+        Raises:
+            NotFound: no appointment has this id.
+            ModelError: `at` is naive.
+        """
+        stamp = None if at is None else _text(at, "at")
+        with self._transaction() as connection:
+            cursor = connection.execute("UPDATE appointments SET admitted_at = ? WHERE id = ?", (stamp, appointment_id))
+            if cursor.rowcount == 0:
+                raise NotFound(f"no appointment {appointment_id!r}")
 
     # --- cabins ---------------------------------------------------------------------------------------------
 

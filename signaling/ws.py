@@ -19,6 +19,7 @@ from signaling.protocol import (
     Admit,
     Answer,
     Bye,
+    CallProblem,
     Candidate,
     CloseCode,
     Error,
@@ -28,15 +29,18 @@ from signaling.protocol import (
     Message,
     Offer,
     PeerLeft,
+    Ping,
+    Pong,
     Presence,
     ProtocolError,
+    Restart,
     Role,
     SelftestReport,
     Welcome,
     parse,
 )
 from signaling.ratelimit import TokenBucket
-from signaling.rooms import RoomError, Slot
+from signaling.rooms import Room, RoomError, Slot
 from signaling.tokens import TokenError, TokenRefusal, fingerprint, peek_role
 
 log = logging.getLogger("cabine.signaling")
@@ -164,7 +168,14 @@ async def _admit_professional(hub: Hub, client: Client, token: str) -> Client | 
         cabin_id=appointment.cabin_id,
         address=client.peer,
     )
-    await client.send(Welcome(role=client.role, ice_servers=config.ice_servers, appointment=appointment.info()))
+    await client.send(
+        Welcome(
+            role=client.role,
+            ice_servers=hub.ice_servers_for(client.role, appointment.id, appointment.ends_at),
+            appointment=appointment.info(),
+            ice_policy=config.ice_policy,
+        )
+    )
     await hub.publish_state(room)
     await hub.start_call_if_ready(room)
     return client
@@ -181,9 +192,10 @@ async def _admit_cabin(hub: Hub, client: Client) -> Client:
     hub.audit(AuditAction.CABIN_CONNECTED, "cabin", cabin_id=client.subject, address=client.peer)
     welcome = Welcome(
         role=client.role,
-        ice_servers=hub.config.ice_servers,
+        ice_servers=hub.ice_servers_for(client.role, client.subject),
         cabin_id=client.subject,
         server_time=server_time(hub.config.clock()),
+        ice_policy=hub.config.ice_policy,
     )
     await client.send(welcome)
     await client.send(hub.schedule_for(client.subject))
@@ -231,12 +243,20 @@ class _Refusal(Exception):
 
 
 def _slot(appointment: Appointment) -> Slot:
-    return Slot(appointment.id, appointment.cabin_id, appointment.kind, appointment.ends_at)
+    return Slot(
+        appointment.id, appointment.cabin_id, appointment.kind, appointment.ends_at, appointment.admitted_at is not None
+    )
+
+
+def _admitted(room: Room[Client] | None) -> bool:
+    return room is not None and room.admitted
 
 
 async def _dispatch(hub: Hub, client: Client, message: Message) -> None:
     rooms = hub.rooms
-    if isinstance(message, Offer | Answer | Candidate | Bye):
+    if isinstance(message, Ping):
+        await client.send(Pong(id=message.id))
+    elif isinstance(message, Offer | Answer | Candidate | Bye | CallProblem | Restart):
         if client.role is Role.PROFESSIONAL and message.appointment_id != client.subject:
             raise _Refusal("not your appointment", CloseCode.FORBIDDEN)
         target = rooms.route(message.appointment_id, client.role, message.type, client)
@@ -245,6 +265,7 @@ async def _dispatch(hub: Hub, client: Client, message: Message) -> None:
         if message.appointment_id != client.subject:
             raise _Refusal("not your appointment", CloseCode.FORBIDDEN)
         room = rooms.admit(message.appointment_id, client)
+        hub.config.store.set_admitted(room.appointment_id, hub.config.clock())
         log.info("%s: citizen admitted", client.label)
         hub.audit(
             AuditAction.ADMITTED,
@@ -262,7 +283,11 @@ async def _dispatch(hub: Hub, client: Client, message: Message) -> None:
         if message.present and not appointment.is_open(hub.config.clock()):
             await client.send(Error(code=CloseCode.FORBIDDEN, message="this appointment is not open now"))
             return
+        was_admitted = appointment.admitted_at is not None or _admitted(rooms.room(appointment.id))
         room = rooms.set_presence(_slot(appointment), message.present, client)
+        if not message.present and was_admitted:
+            # The next person in the cabin must be admitted anew, even after a restart of signaling.
+            hub.config.store.set_admitted(appointment.id, None)
         hub.audit(
             AuditAction.JOINED if message.present else AuditAction.LEFT,
             "citizen",

@@ -43,6 +43,8 @@ CABIN_KEYS = {
     "screen.port",
     "screen.languages",
     "ice.addresses",
+    "ice.relay_only",
+    "calls.runtime_dir",
     "calls.auto_checkin",
 }
 # What the cabin screen cannot work without (README, "The cabin screen").

@@ -82,6 +82,12 @@ def _cabin_options(parser: argparse.ArgumentParser) -> None:
         help="[ice.addresses] gather ICE host candidates only on this address (repeatable)",
     )
     parser.add_argument(
+        "--relay-only",
+        action="store_true",
+        default=s,
+        help="[ice.relay_only] calls go through the TURN relay only",
+    )
+    parser.add_argument(
         "--auto-checkin",
         action="store_true",
         default=s,
@@ -129,6 +135,7 @@ def overrides(args: argparse.Namespace) -> list[tuple[str, str, object]]:
         "languages": ("screen", "languages"),
         "ice_addresses": ("ice", "addresses"),
         "auto_checkin": ("calls", "auto_checkin"),
+        "relay_only": ("ice", "relay_only"),
     }
     for dest, (section, key) in flags.items():
         if hasattr(args, dest):

@@ -20,6 +20,7 @@ import signal
 import ssl
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ from cabine.errors import UsageError
 from signaling.forwarding import Network
 from signaling.sqlite_store import SQLiteStore
 from signaling.store import StoreError
+from signaling.turn import TurnConfigError, TurnSettings
 
 if TYPE_CHECKING:
     from signaling.server import Listener
@@ -73,7 +75,34 @@ def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=[],
         type=options.ice_url,
         metavar="URL",
-        help="STUN/TURN URL handed to both ends (repeat)",
+        help="STUN URL (or TURN URL with fixed credentials in the URL's server) handed to both ends (repeat)",
+    )
+    parser.add_argument(
+        "--turn-url",
+        action="append",
+        default=[],
+        type=options.ice_url,
+        metavar="URL",
+        help="TURN URL handed to both ends with short-lived credentials (needs --turn-secret-file; repeat, e.g. "
+        "turn:turn.example.org:3478, turn:turn.example.org:3478?transport=tcp, turns:turn.example.org:443)",
+    )
+    parser.add_argument(
+        "--turn-secret-file",
+        type=options.existing_file,
+        metavar="FILE",
+        help="file holding coturn's static-auth-secret (use-auth-secret), at least 16 characters",
+    )
+    parser.add_argument(
+        "--turn-ttl",
+        type=options.int_range(1, 24 * 60, "--turn-ttl"),
+        default=60,
+        metavar="MINUTES",
+        help="least lifetime of a TURN credential, 1 to 1440 (default 60); it always covers the appointment",
+    )
+    parser.add_argument(
+        "--relay-only",
+        action="store_true",
+        help="both ends use TURN relays only, never a direct path (needs --turn-url)",
     )
 
 
@@ -91,6 +120,8 @@ class _Plan:
     behind_proxy: bool
     trusted_proxies: tuple[Network, ...]
     ice_servers: tuple[str, ...]
+    turn: TurnSettings | None
+    relay_only: bool
 
 
 def _url_host(host: str) -> str:
@@ -182,6 +213,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
                 "otherwise every client would look like the proxy"
             )
     tls = _certificate(args.cert, args.key) if args.cert else None
+    turn = _turn(args)
     data_dir: Path = args.data_dir
     _check_data_dir(data_dir)
     db: Path = args.db or data_dir / "cabine.sqlite"
@@ -202,7 +234,30 @@ def _plan(args: argparse.Namespace) -> _Plan:
         behind_proxy=args.behind_proxy,
         trusted_proxies=trusted,
         ice_servers=tuple(args.ice_server),
+        turn=turn,
+        relay_only=args.relay_only,
     )
+
+
+def _turn(args: argparse.Namespace) -> TurnSettings | None:
+    """Raises: UsageError: TURN options that do not go together, or an unusable secret file."""
+    if args.relay_only and not args.turn_url:
+        raise UsageError("--relay-only needs --turn-url (and --turn-secret-file): without a relay nothing connects")
+    if bool(args.turn_url) != bool(args.turn_secret_file):
+        raise UsageError("--turn-url and --turn-secret-file go together")
+    if not args.turn_url:
+        return None
+    for url in args.turn_url:
+        if not url.startswith("turn"):
+            raise UsageError(f"--turn-url {url}: must start with turn: or turns: (STUN URLs go in --ice-server)")
+    try:
+        secret = args.turn_secret_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--turn-secret-file {args.turn_secret_file}: cannot read it: {exc}") from None
+    try:
+        return TurnSettings(urls=tuple(args.turn_url), secret=secret, ttl=timedelta(minutes=args.turn_ttl))
+    except TurnConfigError as exc:
+        raise UsageError(f"--turn-secret-file {args.turn_secret_file}: {exc}") from None
 
 
 def _development_context(plan: _Plan) -> ssl.SSLContext:
@@ -214,7 +269,7 @@ def _development_context(plan: _Plan) -> ssl.SSLContext:
 
 async def _run(plan: _Plan, listener: Listener) -> int:
     from signaling.config import ServerConfig, hash_api_key
-    from signaling.protocol import IceServer
+    from signaling.protocol import IcePolicy, IceServer
     from signaling.server import load_or_create_operator_key, load_or_create_signer, serve
 
     # The address is ours: from here on, making files is safe.
@@ -230,6 +285,8 @@ async def _run(plan: _Plan, listener: Listener) -> int:
             public_url=plan.public_url,
             operator_key_hashes=(hash_api_key(operator_key),),
             ice_servers=tuple(IceServer(urls=(url,)) for url in plan.ice_servers),
+            turn=plan.turn,
+            ice_policy=IcePolicy.RELAY if plan.relay_only else IcePolicy.ALL,
             trusted_proxies=plan.trusted_proxies,
         )
         stop = asyncio.Event()

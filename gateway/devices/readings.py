@@ -132,3 +132,56 @@ class Reading:
             "status": sorted(self.status),
             "details": {k: list(v) if isinstance(v, tuple) else v for k, v in self.details},
         }
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Reading:
+        """The reading back from `to_wire()`'s data (parsed JSON): `Reading.from_wire(r.to_wire()) == r`.
+
+        The top-level "value", "unit" and "no_value" repeat the primary quantity and are not read.
+
+        Raises:
+            ValueError: a field is missing or has the wrong type, or the values break the model's rules.
+        """
+
+        def get(obj: Any, key: str, kinds: type | tuple[type, ...], where: str = "") -> Any:
+            if not isinstance(obj, dict) or key not in obj:
+                raise ValueError(f"reading: {where}{key} is missing")
+            if not isinstance(obj[key], kinds):
+                raise ValueError(f"reading: {where}{key} has the wrong type ({type(obj[key]).__name__})")
+            return obj[key]
+
+        def quantity(obj: Any, where: str) -> Quantity:
+            value = get(obj, "value", (int, float, type(None)), where)
+            no_value = get(obj, "no_value", (str, type(None)), where)
+            if isinstance(value, bool):
+                raise ValueError(f"reading: {where}value must be a number or null")
+            return Quantity(
+                code=get(obj, "code", str, where),
+                value=value,
+                unit=get(obj, "unit", str, where),
+                no_value=None if no_value is None else NoValue(no_value),
+            )
+
+        def detail(key: str, value: Any) -> tuple[str, DetailValue]:
+            if isinstance(value, list):
+                if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in value):
+                    raise ValueError(f"reading: details.{key} must be a list of numbers")
+                return key, tuple(value)
+            if not isinstance(value, str | int | float):  # bool is an int
+                raise ValueError(f"reading: details.{key} has the wrong type ({type(value).__name__})")
+            return key, value
+
+        device = get(data, "device", dict)
+        status = get(data, "status", list)
+        if not all(isinstance(s, str) for s in status):
+            raise ValueError("reading: status must be a list of strings")
+        names = ("address", "name", "manufacturer", "model", "serial", "firmware")
+        return cls(
+            kind=ReadingKind(get(data, "kind", str)),
+            quantities=tuple(quantity(q, f"quantities[{i}].") for i, q in enumerate(get(data, "quantities", list))),
+            measured_at=datetime.fromisoformat(get(data, "measured_at", str)),
+            time_source=TimeSource(get(data, "time_source", str)),
+            device=DeviceIdentity(**{name: get(device, name, str, "device.") for name in names}),
+            status=frozenset(status),
+            details=tuple(detail(key, value) for key, value in get(data, "details", dict).items()),
+        )

@@ -44,6 +44,7 @@ class Professional:
         self.pc = RTCPeerConnection(rtc_configuration(()))
         self.ack = ack
         self.readings: list[dict[str, object]] = []
+        self.heartbeats = 0
         self.channels: list[RTCDataChannel] = []
         self.tracks: list[str] = []
         self.pc.on("datachannel", self._on_channel)
@@ -55,6 +56,9 @@ class Professional:
         @channel.on("message")
         def on_message(text: str) -> None:
             message = json.loads(text)
+            if message["type"] == "heartbeat":
+                self.heartbeats += 1
+                return
             self.readings.append(message)
             if self.ack:
                 channel.send(json.dumps({"v": 1, "type": "ack", "seq": message["seq"]}))

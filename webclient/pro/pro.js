@@ -5,6 +5,7 @@ import { showRemoteTrack } from "/static/shared/tuning.js";
 import { VitalsReceiver } from "/static/shared/vitals.js";
 import { Preflight } from "/static/pro/preflight.js";
 import { QualityMonitor } from "/static/pro/quality.js";
+import { MediaWatch, checkTurn } from "/static/pro/liveness.js";
 import { VitalsPanel } from "/static/pro/vitals-panel.js";
 import { downloadJson, renderSummary } from "/static/pro/summary.js";
 
@@ -17,6 +18,9 @@ const state = {
   statusError: false,
   appointment: null,
   iceServers: [],
+  icePolicy: "all",
+  // "turnRefused" / "turnUnreachable" when the relay cannot be used (from our own check or the cabin's report).
+  turnProblem: null,
   pc: null,
   local: null,
   signaling: null,
@@ -46,6 +50,23 @@ const panel = new VitalsPanel({
 });
 state.panel = panel;
 const quality = new QualityMonitor((level, figures) => renderQuality(level, figures));
+const watch = new MediaWatch({
+  // Nothing arrives from the cabin any more: the cabin offers a new connection as soon as the path is back.
+  onDead: () => {
+    if (state.ended) return;
+    setStatus("reconnecting", true);
+  },
+  onAlive: () => {
+    if (state.ended) return;
+    setStatus(state.noVideo ? "noCabinVideo" : "inCall", state.noVideo);
+  },
+});
+state.watch = watch;
+
+// A call that is connected and whose media still arrive: a blip of signaling must leave it alone.
+function callAlive() {
+  return state.pc !== null && state.pc.connectionState === "connected" && watch.alive;
+}
 
 // --- rendering ---------------------------------------------------------------------------------------------
 
@@ -131,6 +152,7 @@ async function startPreflight() {
 
 function closePeer() {
   quality.stop();
+  watch.stop();
   if (state.pc) {
     state.pc.close();
     state.pc = null;
@@ -140,7 +162,7 @@ function closePeer() {
 
 function newPeer() {
   closePeer();
-  const pc = new RTCPeerConnection({ iceServers: state.iceServers });
+  const pc = new RTCPeerConnection({ iceServers: state.iceServers, iceTransportPolicy: state.icePolicy });
   state.pc = pc;
   for (const track of state.local.getTracks()) pc.addTrack(track, state.local);
   pc.addEventListener("track", (event) => showRemoteTrack($("remote"), event));
@@ -157,14 +179,23 @@ function newPeer() {
       sdp_mline_index: c ? c.sdpMLineIndex : null,
     });
   });
+  pc.addEventListener("icecandidateerror", (event) => {
+    // 401: the TURN server refuses our credentials (wrong secret, or expired); the call cannot be relayed.
+    if (pc === state.pc && [401, 403, 438].includes(event.errorCode)) {
+      state.turnProblem = "turnRefused";
+      if (state.icePolicy === "relay") setStatus("turnRefused", true);
+    }
+  });
   pc.addEventListener("connectionstatechange", () => {
     if (pc !== state.pc) return;
     if (pc.connectionState === "connected") {
+      state.turnProblem = null;
       setStatus(state.noVideo ? "noCabinVideo" : "inCall", state.noVideo);
       show("call", "controls");
       quality.watch(pc);
+      watch.watch(pc);
     }
-    if (pc.connectionState === "failed") setStatus("connectionFailed", true);
+    if (pc.connectionState === "failed") setStatus(state.turnProblem ?? "connectionFailed", true);
   });
   return pc;
 }
@@ -213,21 +244,37 @@ function onMessage(message) {
       state.iceServers = (message.ice_servers || []).map((s) => ({
         urls: s.urls, ...(s.username ? { username: s.username, credential: s.credential } : {}),
       }));
+      state.icePolicy = message.ice_policy === "relay" ? "relay" : "all";
       renderAppointment();
-      setStatus("waitingCabin");
-      show("waiting");
+      checkRelay();
+      if (callAlive()) {
+        // Back on signaling after a blip (or a restart of the server): the call never stopped.
+        setStatus(state.noVideo ? "noCabinVideo" : "inCall", state.noVideo);
+        break;
+      }
+      setStatus(state.pc ? "reconnecting" : "waitingCabin", Boolean(state.pc));
+      if (!state.pc) show("waiting");
       break;
     case "room":
       state.room = message;
       renderRoom();
       break;
     case "peer-joined":
-      setStatus("negotiating");
+      if (callAlive()) break;
+      // We have no working connection (a reload, or a path that died): ask the cabin for a new one now.
+      if (!state.turnProblem) setStatus(state.pc ? "reconnecting" : "negotiating", Boolean(state.pc));
+      state.signaling.send({ type: "restart", appointment_id: state.appointment.id });
+      break;
+    case "call-problem":
+      state.turnProblem = message.problem === "turn-refused" ? "turnRefused" : "turnUnreachable";
+      if (!callAlive()) setStatus(state.turnProblem, true);
       break;
     case "offer":
       onOffer(message).catch(() => setStatus("connectionFailed", true));
       break;
     case "peer-left":
+      // The cabin's signaling connection went; if the call's media still flow, it was only a blip.
+      if (callAlive()) break;
       closePeer();
       show("waiting");
       setStatus("cabinLeft");
@@ -263,6 +310,14 @@ function connectSignaling() {
   });
   setStatus("connecting");
   signaling.open();
+}
+
+// Our own relay check, at each welcome: a TURN server refusing our credentials is said at once, in plain words.
+async function checkRelay() {
+  const result = await checkTurn(state.iceServers);
+  if (result === null || result === "ok" || state.ended) return;
+  state.turnProblem = result === "refused" ? "turnRefused" : "turnUnreachable";
+  if (state.icePolicy === "relay" && !callAlive()) setStatus(state.turnProblem, true);
 }
 
 function join() {

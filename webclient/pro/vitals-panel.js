@@ -61,9 +61,15 @@ export class VitalsPanel {
     this.render();
   }
 
+  // Readings may come back out of order after a reconnection (the cabin replays what was not acknowledged):
+  // the list and the chart follow measurement time, and the latest of a kind is the last one measured.
   add(reading) {
-    this.latest.set(reading.kind, reading);
-    this.history.push(reading);
+    const at = (r) => new Date(r.measured_at).getTime();
+    const current = this.latest.get(reading.kind);
+    if (!current || at(reading) >= at(current)) this.latest.set(reading.kind, reading);
+    let i = this.history.length;
+    while (i > 0 && at(this.history[i - 1]) > at(reading)) i -= 1;
+    this.history.splice(i, 0, reading);
     this.pending.delete(reading.kind);
     if (KINDS[reading.kind]) this.#renderKind(reading.kind);
   }

@@ -23,6 +23,13 @@ export const STRINGS = {
     refused: "Accès refusé",
     mediaDenied: "Caméra ou micro indisponible : autorisez-les dans le navigateur, puis réessayez.",
     connectionFailed: "La connexion avec la cabine a échoué.",
+    reconnecting: "Connexion interrompue : elle revient toute seule, restez sur cette page.",
+    turnRefused:
+      "Le serveur relais (TURN) refuse les identifiants : la communication ne peut pas passer. " +
+      "L'exploitant est prévenu.",
+    turnUnreachable:
+      "Le serveur relais (TURN) ne répond pas : la communication ne peut pas passer par votre réseau. " +
+      "L'exploitant est prévenu.",
     noCabinVideo:
       "En communication, sans image : votre navigateur ne sait pas afficher la vidéo de la cabine. " +
       "Le son fonctionne. Pour voir la cabine, rouvrez ce lien dans Chrome, Edge ou Firefox à jour.",
@@ -110,6 +117,11 @@ export const STRINGS = {
     refused: "Access refused",
     mediaDenied: "Camera or microphone unavailable: allow them in the browser, then try again.",
     connectionFailed: "The connection with the cabin failed.",
+    reconnecting: "Connection interrupted: it comes back by itself, stay on this page.",
+    turnRefused:
+      "The relay server (TURN) refuses the credentials: the call cannot get through. The operator is informed.",
+    turnUnreachable:
+      "The relay server (TURN) does not answer: the call cannot get through your network. The operator is informed.",
     noCabinVideo:
       "In call, without picture: your browser cannot show the cabin's video. " +
       "Sound works. To see the cabin, open this link again in an up-to-date Chrome, Edge or Firefox.",

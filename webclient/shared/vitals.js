@@ -29,7 +29,16 @@ export class VitalsReceiver extends EventTarget {
 
   attach(channel) {
     this.channel = channel;
-    channel.addEventListener("open", () => this.#send({ type: "hello", last_seq: this.lastSeq }));
+    clearInterval(this.heartbeat);
+    channel.addEventListener("open", () => {
+      this.#send({ type: "hello", last_seq: this.lastSeq });
+      // The cabin takes a silent channel (and silent media) for a dead path: say we are here every second.
+      clearInterval(this.heartbeat);
+      this.heartbeat = setInterval(() => this.#send({ type: "heartbeat" }), 1000);
+    });
+    channel.addEventListener("close", () => {
+      if (this.channel === channel) clearInterval(this.heartbeat);
+    });
     channel.addEventListener("message", (event) => this.#onMessage(event.data));
   }
 
@@ -46,7 +55,7 @@ export class VitalsReceiver extends EventTarget {
     } catch {
       return;
     }
-    if (message.v !== 1) return;
+    if (message.v !== 1 || message.type === "heartbeat") return;
     if (message.type === "device" && message.device) {
       this.dispatchEvent(new CustomEvent("device", { detail: message.device }));
       return;
