@@ -821,6 +821,12 @@ class CabinGateway(AsyncResource):
             session.push_reading(reading)
         else:
             self._outbox(appointment_id).add(reading)
+        # Its number only, never its value.
+        log.info(
+            "apt %s: reading %d kept until the doctor's page acknowledges it",
+            appointment_id[:12],
+            self._outbox(appointment_id).last_seq,
+        )
         self.latest_reading[appointment_id] = reading
         prompt = self.prompt
         if prompt is not None and prompt.appointment_id == appointment_id and prompt.kind == reading.kind:
