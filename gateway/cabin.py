@@ -630,6 +630,7 @@ class CabinGateway(AsyncResource):
             video_codec=self.config.video_codec,
             video=link.video,
             ice_policy=link.ice_policy,
+            adapt_video=self.config.adapt_video,
         )
         self.sessions[appointment_id] = session
         if outbox is not None:

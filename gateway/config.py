@@ -114,6 +114,8 @@ class CameraSettings:
     height: int = 480
     fps: int = 30
     codec: VideoCodec = VideoCodec.VP8
+    # Follow the link: lower the frame rate, then the size, when the bandwidth estimate falls; climb back after.
+    adapt: bool = True
 
     @property
     def format(self) -> VideoFormat:
@@ -327,6 +329,7 @@ SCHEMA: Final[dict[str, dict[str, tuple[Parser, Callable[[Any, str], str]]]]] = 
         "height": (_integer(16, 4096), _as()),
         "fps": (_integer(1, 60), _as()),
         "codec": (_codec, _as(convert=lambda codec: codec.value)),
+        "adapt": (_boolean, _as()),
     },
     "microphone": {"source": (_source(audio=True), _as())},
     "devices": {
@@ -505,6 +508,8 @@ class CabinConfig:
     auto_checkin: bool = False
     reconnect_max_delay: float = 10.0
     relay_only: bool = False
+    # The video follows the link's estimated bandwidth (frame rate, then size), and Opus carries in-band FEC.
+    adapt_video: bool = True
     # None: readings are kept in memory only (tests, benchmarks); the cabin's service journals them.
     runtime_dir: Path | None = None
 
@@ -536,6 +541,7 @@ class CabinConfig:
             video_codec=camera.codec,
             auto_checkin=settings.calls.auto_checkin,
             relay_only=settings.ice.relay_only,
+            adapt_video=camera.adapt,
             runtime_dir=settings.calls.runtime_dir,
             **extra,
         )

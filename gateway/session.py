@@ -27,6 +27,8 @@ from gateway.devices import fhir
 from gateway.devices.readings import Reading
 from gateway.errors import GatewayError
 from gateway.lifecycle import AsyncResource, cancel_and_wait
+from gateway.media.adaptation import AdaptationController, AdaptiveVideoTrack, VideoLadder, lower_bitrate_floor
+from gateway.media.audio_fec import enable_opus_fec
 from gateway.media.codecs import VideoCodec, prefer_video_codec
 from gateway.media.relay import TrackRelay
 from gateway.media.sources import MediaSources
@@ -131,6 +133,7 @@ class CallSession(AsyncResource):
         video_codec: VideoCodec | None = None,
         video: bool = True,
         ice_policy: IcePolicy = IcePolicy.ALL,
+        adapt_video: bool = False,
     ) -> None:
         """`video=False`: a call without any video section (after a professional's browser refused the video)."""
         if kind is AppointmentKind.MEDICAL and outbox is None:
@@ -162,6 +165,12 @@ class CallSession(AsyncResource):
         # With a cabin screen, the camera is shared too: the professional and the citizen's own image.
         self._self_view = self_view
         self._local_video: TrackRelay | None = None
+        # On a narrow link the professional's copy of the camera gets fewer frames, then smaller ones.
+        self._adapt_video = adapt_video
+        self._adaptive: AdaptiveVideoTrack | None = None
+        self._adaptation: AdaptationController | None = None
+        self._audio_transceiver: RTCRtpTransceiver | None = None
+        self._video_transceiver: RTCRtpTransceiver | None = None
         self._closed = False
         self.connected = asyncio.Event()
         self.ended = asyncio.Event()
@@ -213,12 +222,17 @@ class CallSession(AsyncResource):
         if video is not None and self._self_view:
             self._local_video = TrackRelay(video, label=f"{self.label} camera")
             video = self._local_video.subscribe(keep=2)
+        if video is not None and self._adapt_video:
+            # Only the professional's copy adapts; the citizen's own image stays as the camera gives it.
+            self._adaptive = AdaptiveVideoTrack(video, VideoLadder.for_format(self._sources.format))
+            video = self._adaptive
         if self._sources.audio is not None:
-            self._pc.addTransceiver(self._sources.audio, direction="sendrecv")
+            self._audio_transceiver = self._pc.addTransceiver(self._sources.audio, direction="sendrecv")
         else:
             self._pc.addTransceiver("audio", direction="recvonly")
         if self.video:
             video_transceiver = self._pc.addTransceiver(video if video is not None else "video", direction="sendrecv")
+            self._video_transceiver = video_transceiver
             if video is None:
                 video_transceiver.direction = "recvonly"
             own_stream(video_transceiver)
@@ -240,6 +254,14 @@ class CallSession(AsyncResource):
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except (ValueError, AttributeError, KeyError, IndexError, *AIORTC_ERRORS) as exc:
             raise SessionError(f"the professional's answer was refused: {exc}") from exc
+        # Before the first frame, when aiortc makes its encoders: voice protected by Opus in-band FEC, video free to
+        # go below aiortc's 250 kbit/s floor, and the ladder that follows the link.
+        if self._audio_transceiver is not None:
+            enable_opus_fec(self._audio_transceiver)
+        if self._adaptive is not None and self._video_transceiver is not None and self._adaptation is None:
+            lower_bitrate_floor(self._video_transceiver)
+            self._adaptation = AdaptationController(self._video_transceiver.sender, self._adaptive, label=self.label)
+            await self._adaptation.__aenter__()
 
     async def add_candidate(self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
         """Add a trickled remote candidate; an empty one (end of candidates) is ignored."""
@@ -384,6 +406,8 @@ class CallSession(AsyncResource):
             raise
 
     async def _release(self) -> None:
+        if self._adaptation is not None:
+            await self._adaptation.close()
         await self._pc.close()
         await self._sources.close()
         for relay in [*self.remote.values(), *([self._local_video] if self._local_video else [])]:

@@ -37,6 +37,7 @@ CABIN_KEYS = {
     "camera.height",
     "camera.fps",
     "camera.codec",
+    "camera.adapt",
     "microphone.source",
     "devices.allow",
     "devices.adapter",

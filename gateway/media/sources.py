@@ -61,6 +61,11 @@ class MediaSources(AsyncResource):
         self.video: MediaStreamTrack | None = None
         self.audio: MediaStreamTrack | None = None
 
+    @property
+    def format(self) -> VideoFormat:
+        """The size and frame rate asked of the camera."""
+        return self._fmt
+
     async def __aenter__(self) -> MediaSources:
         self.video = self._open_video()
         self.audio = self._open_audio()

@@ -92,7 +92,10 @@ def test_defaults_and_one_key_file_for_enroll_and_gateway() -> None:
         ("[camera]\nwidth = 641\n", "camera.width/height: the codecs need even sizes, got 641x480"),
         ('[camera]\nsource = "webcam"\n', "camera.source: unknown video source 'webcam'"),
         ('[camera]\ncodec = "av1"\n', "camera.codec: must be one of vp8, h264, got 'av1'"),
-        ("[camera]\nzoom = 2\n", "camera.zoom: unknown key (known in [camera]: source, width, height, fps, codec)"),
+        (
+            "[camera]\nzoom = 2\n",
+            "camera.zoom: unknown key (known in [camera]: source, width, height, fps, codec, adapt)",
+        ),
         ("[speaker]\nvolume = 3\n", "unknown section [speaker]"),
         ('[devices]\nallow = ["kettle"]\n', "devices.allow: 'kettle' is neither a Bluetooth address"),
         ('[devices]\nadapter = "usb0"\n', "devices.adapter: must be a BlueZ adapter name such as hci0"),
