@@ -36,11 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import common
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 
-from tests.browser import CHROMIUM_FLAGS
 from tests.netlab import SIDES, TURN_IP, TURN_PORT, TURN_TLS_PORT, Side
-from tests.networkrig import READINGS_JS, NetworkCall, doctor_browser_path, network_call, wait_for
+from tests.networkrig import READINGS_JS, NetworkCall, doctor_joined, network_call, wait_for
 
 TRIGGER_EVERY = 1.5
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*nothing from the professional for ([\d.]+) s")
@@ -83,28 +82,12 @@ MONITOR_JS = """() => {
 @contextlib.asynccontextmanager
 async def doctor(call: NetworkCall, workdir: Path) -> AsyncIterator[Page]:
     """The doctor's Chromium in the doctor's namespace, on the link, joined, the citizen admitted, video flowing."""
-    async with async_playwright() as pw:
-        flags = [f for f in CHROMIUM_FLAGS if f != "--allow-loopback-in-peer-connection"]
-        context = await pw.chromium.launch_persistent_context(
-            str(workdir / "doctor-profile"),
-            executable_path=str(doctor_browser_path(call)),
-            headless=True,
-            args=[*flags, "--ignore-certificate-errors"],
-            ignore_https_errors=True,
-            permissions=["camera", "microphone"],
-        )
-        try:
-            page = await context.new_page()
-            await page.goto(call.link, timeout=20_000)
-            await page.wait_for_function("() => !document.getElementById('join').disabled", timeout=20_000)
-            await page.get_by_role("button", name="Rejoindre").click()
-            await page.wait_for_function("() => !document.getElementById('admit').disabled", timeout=30_000)
-            await page.get_by_role("button", name="Faire entrer").click()
-            await page.wait_for_selector("body[data-state=inCall]", timeout=30_000)
-            await page.evaluate(MONITOR_JS)
-            yield page
-        finally:
-            await context.close()
+    async with doctor_joined(call, workdir / "doctor-profile") as page:
+        await page.wait_for_function("() => !document.getElementById('admit').disabled", timeout=30_000)
+        await page.get_by_role("button", name="Faire entrer").click()
+        await page.wait_for_selector("body[data-state=inCall]", timeout=30_000)
+        await page.evaluate(MONITOR_JS)
+        yield page
 
 
 async def monitor(page: Page) -> dict[str, Any]:

@@ -26,9 +26,9 @@ from gateway.link import (
     SIGNALING_PROBE_TIMEOUT,
     WATCH_INTERVAL,
     CallLink,
-    LinkPhase,
     Verdict,
     judge,
+    silent,
 )
 from gateway.media.sources import MediaSources
 from gateway.selftest.ice import probe_url
@@ -487,17 +487,7 @@ class CabinGateway(AsyncResource):
     def _alive(session: CallSession | None) -> bool:
         if session is None or session.ended.is_set() or not session.connected.is_set():
             return False
-        return (
-            judge(
-                now=time.monotonic(),
-                started_at=session.started_at,
-                connected=True,
-                failed=False,
-                last_inbound=session.last_inbound,
-                was_connected=True,
-            )
-            is Verdict.WAIT
-        )
+        return not silent(time.monotonic(), session.last_inbound)
 
     async def _answer(self, message: Answer) -> None:
         session, link = self.sessions.get(message.appointment_id), self.links.get(message.appointment_id)
@@ -577,10 +567,8 @@ class CabinGateway(AsyncResource):
             )
             if verdict is Verdict.CONNECTED:
                 was_connected = True
-                self._connected(link, session, now)
+                self._connected(link, session)
             elif verdict is Verdict.DEAD:
-                link.phase, link.dead_at = LinkPhase.RECONNECTING, now
-                link.note("dead", now)
                 log.warning(
                     "%s: nothing from the professional for %.1f s: reconnecting",
                     session.label,
@@ -593,11 +581,8 @@ class CabinGateway(AsyncResource):
                 log.info("%s: not connected within %.0f s; trying again", session.label, now - session.started_at)
                 return verdict
 
-    def _connected(self, link: CallLink, session: CallSession, now: float) -> None:
-        if link.phase is LinkPhase.RECONNECTING:
-            link.reconnections += 1
-        link.phase, link.failures = LinkPhase.CONNECTED, 0
-        link.note("connected", now)
+    def _connected(self, link: CallLink, session: CallSession) -> None:
+        link.failures = 0
         if link.problem is not None:
             link.problem = None
             self.report_incident(IncidentKind.TURN_REFUSED, False)
@@ -608,7 +593,6 @@ class CabinGateway(AsyncResource):
     async def _open_session(self, link: CallLink) -> CallSession | None:
         """Make a peer connection and send its offer; None when it cannot work (no relay where one is needed)."""
         appointment_id = link.appointment_id
-        await self._end_session(appointment_id)
         link.attempts += 1
         outbox = self._outbox(appointment_id) if link.kind is AppointmentKind.MEDICAL else None
         sources = MediaSources(
@@ -818,15 +802,14 @@ class CabinGateway(AsyncResource):
             return
         appointment_id = link.appointment_id
         session = self.sessions.get(appointment_id)
+        outbox = self._outbox(appointment_id)
         if session is not None:
-            session.push_reading(reading)
+            session.push_reading(reading)  # into the same outbox, and sent at once if the channel is open
         else:
-            self._outbox(appointment_id).add(reading)
+            outbox.add(reading)
         # Its number only, never its value.
         log.info(
-            "apt %s: reading %d kept until the doctor's page acknowledges it",
-            appointment_id[:12],
-            self._outbox(appointment_id).last_seq,
+            "apt %s: reading %d kept until the doctor's page acknowledges it", appointment_id[:12], outbox.last_seq
         )
         self.latest_reading[appointment_id] = reading
         prompt = self.prompt

@@ -9,7 +9,7 @@ connection and offers a fresh one through signaling, again and again while the a
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from gateway.backoff import Backoff
@@ -30,19 +30,16 @@ RESTART_GRACE: Final = 2.0
 SIGNALING_PROBE_TIMEOUT: Final = 1.5
 
 
-class LinkPhase(enum.StrEnum):
-    """Where an appointment's call stands, as the cabin screen and the logs see it."""
-
-    CONNECTING = "connecting"  # first attempt, not connected yet
-    CONNECTED = "connected"
-    RECONNECTING = "reconnecting"  # it was connected, and the path died; attempts go on
-
-
 class Verdict(enum.StrEnum):
     WAIT = "wait"  # nothing to do yet
     CONNECTED = "connected"  # the attempt just connected
     DEAD = "dead"  # connected, then nothing arrived for DEAD_AFTER (or the connection failed)
     TIMEOUT = "timeout"  # never connected within CONNECT_TIMEOUT
+
+
+def silent(now: float, last_inbound: float) -> bool:
+    """Nothing has come from the professional for too long: the path is dead."""
+    return now - last_inbound > DEAD_AFTER
 
 
 def judge(
@@ -52,7 +49,7 @@ def judge(
     if failed:
         return Verdict.DEAD if was_connected else Verdict.TIMEOUT
     if connected:
-        if now - last_inbound > DEAD_AFTER:
+        if silent(now, last_inbound):
             return Verdict.DEAD
         return Verdict.WAIT if was_connected else Verdict.CONNECTED
     if now - started_at > CONNECT_TIMEOUT:
@@ -71,18 +68,8 @@ class CallLink:
     # False after the professional's browser refused every video codec: the call goes on with sound only.
     video: bool = True
     professional_present: bool = True
-    phase: LinkPhase = LinkPhase.CONNECTING
     # Why the media do not get through, when the cabin found out (a TURN server refusing our credentials).
     problem: Problem | None = None
     attempts: int = 0
     # Consecutive attempts that failed (for the retry backoff); 0 once one connects.
     failures: int = 0
-    reconnections: int = 0
-    # Monotonic times, for the figures of the benchmark: when the path was found dead, and when it came back.
-    dead_at: float | None = None
-    history: list[tuple[str, float]] = field(default_factory=list)
-
-    def note(self, event: str, at: float) -> None:
-        """Remember an event of the link (bounded: the last 64), e.g. ("dead", t) or ("connected", t)."""
-        self.history.append((event, at))
-        del self.history[:-64]

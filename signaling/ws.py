@@ -40,7 +40,7 @@ from signaling.protocol import (
     parse,
 )
 from signaling.ratelimit import TokenBucket
-from signaling.rooms import Room, RoomError, Slot
+from signaling.rooms import RoomError, Slot
 from signaling.tokens import TokenError, TokenRefusal, fingerprint, peek_role
 
 log = logging.getLogger("cabine.signaling")
@@ -248,10 +248,6 @@ def _slot(appointment: Appointment) -> Slot:
     )
 
 
-def _admitted(room: Room[Client] | None) -> bool:
-    return room is not None and room.admitted
-
-
 async def _dispatch(hub: Hub, client: Client, message: Message) -> None:
     rooms = hub.rooms
     if isinstance(message, Ping):
@@ -283,9 +279,9 @@ async def _dispatch(hub: Hub, client: Client, message: Message) -> None:
         if message.present and not appointment.is_open(hub.config.clock()):
             await client.send(Error(code=CloseCode.FORBIDDEN, message="this appointment is not open now"))
             return
-        was_admitted = appointment.admitted_at is not None or _admitted(rooms.room(appointment.id))
         room = rooms.set_presence(_slot(appointment), message.present, client)
-        if not message.present and was_admitted:
+        # Every admission is written to the store, so the appointment just read says whether there is one to end.
+        if not message.present and appointment.admitted_at is not None:
             # The next person in the cabin must be admitted anew, even after a restart of signaling.
             hub.config.store.set_admitted(appointment.id, None)
         hub.audit(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from playwright.async_api import Page, async_playwright
 
 from cabine.demo.radio import EmulatedRadio
 from gateway.identity import CabinIdentity
@@ -32,6 +33,7 @@ from signaling.sqlite_store import SQLiteStore
 from signaling.tls import ensure_development_certificate
 from signaling.tokens import TokenSigner
 from signaling.turn import TurnSettings
+from tests.browser import CHROMIUM_FLAGS
 from tests.netlab import SIGNALING_IP, SIGNALING_PORT, Coturn, Lab, NetnsThread, NsProcess, Role, chromium_in
 
 CABIN_ID = "cabin-netlab"
@@ -233,9 +235,28 @@ async def network_call(
             store.close()
 
 
-def doctor_browser_path(call: NetworkCall) -> Path:
-    """Playwright's executable_path for a Chromium inside the doctor's namespace."""
-    return chromium_in(call.lab.ns(Role.DOCTOR), call.workdir)
+@contextlib.asynccontextmanager
+async def doctor_joined(call: NetworkCall, profile_dir: Path) -> AsyncIterator[Page]:
+    """The doctor's Chromium inside the doctor's namespace, on the appointment's link, joined (the waiting room)."""
+    # No loopback candidates in a namespace: the page gathers on its own interface.
+    flags = [f for f in CHROMIUM_FLAGS if f != "--allow-loopback-in-peer-connection"]
+    async with async_playwright() as pw:
+        context = await pw.chromium.launch_persistent_context(
+            str(profile_dir),
+            executable_path=str(chromium_in(call.lab.ns(Role.DOCTOR), call.workdir)),
+            headless=True,
+            args=[*flags, "--ignore-certificate-errors"],
+            ignore_https_errors=True,
+            permissions=["camera", "microphone"],
+        )
+        try:
+            page = await context.new_page()
+            await page.goto(call.link, timeout=20_000)
+            await page.wait_for_function("() => !document.getElementById('join').disabled", timeout=20_000)
+            await page.get_by_role("button", name="Rejoindre").click()
+            yield page
+        finally:
+            await context.close()
 
 
 async def wait_for(predicate: Any, *, timeout: float, what: str, every: float = 0.1) -> None:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright
+from playwright.async_api import Page
 
-from tests.browser import CHROMIUM_FLAGS, wait_js
-from tests.networkrig import FRAMES_JS, PAIR_JS, READINGS_JS, NetworkCall, doctor_browser_path, network_call, wait_for
+from tests.browser import wait_js
+from tests.networkrig import FRAMES_JS, PAIR_JS, READINGS_JS, NetworkCall, doctor_joined, network_call, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -31,25 +31,6 @@ def _needs_root_and_tools() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"network tests {reason} in CI")
         pytest.skip(f"network tests {reason}")
-
-
-async def doctor_page(call: NetworkCall, tmp_path: Path) -> tuple[Any, BrowserContext, Page]:
-    """The doctor's Chromium, inside the doctor's namespace, on the appointment's link, joined."""
-    pw = await async_playwright().start()
-    flags = [f for f in CHROMIUM_FLAGS if f != "--allow-loopback-in-peer-connection"]
-    context = await pw.chromium.launch_persistent_context(
-        str(tmp_path / "doctor-profile"),
-        executable_path=str(doctor_browser_path(call)),
-        headless=True,
-        args=[*flags, "--ignore-certificate-errors"],
-        ignore_https_errors=True,
-        permissions=["camera", "microphone"],
-    )
-    page = await context.new_page()
-    await page.goto(call.link, timeout=20_000)
-    await wait_js(page, "() => !document.getElementById('join').disabled", timeout=20, what="the preflight")
-    await page.get_by_role("button", name="Rejoindre").click()
-    return pw, context, page
 
 
 async def admit(page: Page) -> None:
@@ -97,8 +78,7 @@ def exactly_once(readings: list[dict[str, Any]], count: int) -> None:
 async def test_relay_only_call_through_symmetric_nat_and_udp_blocking_firewall(tmp_path: Path) -> None:
     async with network_call(tmp_path) as call:
         await call.start_gateway()
-        pw, context, page = await doctor_page(call, tmp_path)
-        try:
+        async with doctor_joined(call, tmp_path / "doctor-profile") as page:
             await admit(page)
             await frames_flow(page, what="the cabin's video through the relays")
             # The doctor's path: a relay candidate, reached over TCP (the firewall drops every UDP packet).
@@ -121,16 +101,12 @@ async def test_relay_only_call_through_symmetric_nat_and_udp_blocking_firewall(t
                     if (s.type === "inbound-rtp" && s.kind === "audio") n = s.packetsReceived; }); return n; }"""
             )
             assert audio > 50
-        finally:
-            await context.close()
-            await pw.stop()
 
 
 async def test_a_five_second_cut_with_readings_flowing(tmp_path: Path) -> None:
     async with network_call(tmp_path) as call:
         await call.start_gateway()
-        pw, context, page = await doctor_page(call, tmp_path)
-        try:
+        async with doctor_joined(call, tmp_path / "doctor-profile") as page:
             await admit(page)
             await frames_flow(page, what="the call before the cut")
             await take(call, page, 1)
@@ -165,16 +141,12 @@ async def test_a_five_second_cut_with_readings_flowing(tmp_path: Path) -> None:
             await take(call, page, 3)
             exactly_once(await readings_on_page(page), 3)
             print(f"cut detected by the doctor's page in {detected:.2f} s; video back {recovered:.2f} s after")
-        finally:
-            await context.close()
-            await pw.stop()
 
 
 async def test_the_gateway_killed_and_restarted(tmp_path: Path) -> None:
     async with network_call(tmp_path) as call:
         await call.start_gateway()
-        pw, context, page = await doctor_page(call, tmp_path)
-        try:
+        async with doctor_joined(call, tmp_path / "doctor-profile") as page:
             await admit(page)
             await frames_flow(page, what="the call before the crash")
             await take(call, page, 1)
@@ -200,16 +172,12 @@ async def test_the_gateway_killed_and_restarted(tmp_path: Path) -> None:
             # The reading the crash interrupted came back from the journal; none was shown twice.
             exactly_once(await readings_on_page(page), 2)
             print(f"the doctor saw the cabin again {seen_again:.2f} s after the gateway was killed")
-        finally:
-            await context.close()
-            await pw.stop()
 
 
 async def test_a_restart_of_signaling_leaves_the_call_alone(tmp_path: Path) -> None:
     async with network_call(tmp_path) as call:
         await call.start_gateway()
-        pw, context, page = await doctor_page(call, tmp_path)
-        try:
+        async with doctor_joined(call, tmp_path / "doctor-profile") as page:
             await admit(page)
             await frames_flow(page, what="the call")
             await page.evaluate("window.cabine.pc.__first = true")
@@ -227,16 +195,12 @@ async def test_a_restart_of_signaling_leaves_the_call_alone(tmp_path: Path) -> N
             assert await page.locator("#admit").is_hidden()
             await take(call, page, 1)
             exactly_once(await readings_on_page(page), 1)
-        finally:
-            await context.close()
-            await pw.stop()
 
 
 async def test_a_turn_secret_that_does_not_match(tmp_path: Path) -> None:
     async with network_call(tmp_path, server_secret="not-the-secret-coturn-has") as call:
         await call.start_gateway()
-        pw, context, page = await doctor_page(call, tmp_path)
-        try:
+        async with doctor_joined(call, tmp_path / "doctor-profile") as page:
             await wait_js(page, "() => !document.getElementById('admit').disabled", timeout=30, what="the citizen")
             admitted = time.monotonic()
             await page.get_by_role("button", name="Faire entrer").click()
@@ -246,6 +210,3 @@ async def test_a_turn_secret_that_does_not_match(tmp_path: Path) -> None:
             # The cabin found out too, and told the operator.
             await wait_for(lambda: "turn-refused" in call.gateway_log(), timeout=10, what="the cabin's diagnosis")
             print(f"TURN refusal shown to the doctor {said:.2f} s after admission")
-        finally:
-            await context.close()
-            await pw.stop()
