@@ -9,7 +9,6 @@ import binascii
 import hashlib
 import hmac
 import logging
-import secrets
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
@@ -18,6 +17,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from signaling.config import ServerConfig
+from signaling.enrollment import code_hash, new_code
 from signaling.http.rest import PREFIX, ApiError, audit, body, call_hook, iso, json_errors, only, operator, string
 from signaling.hub import CabinNotConnected, SelftestTimeout
 from signaling.keys import CONFIG, HUB, ON_CABIN_DISABLED
@@ -27,10 +27,6 @@ from signaling.store import DuplicateId
 log = logging.getLogger("cabine.signaling.api")
 
 _ZERO_HASH: Final = bytes(32)
-
-
-def _code_hash(code: str) -> bytes:
-    return hashlib.sha256(code.encode()).digest()
 
 
 def _pending(cabin: Cabin, now: datetime) -> bool:
@@ -54,9 +50,9 @@ def cabin_json(cabin: Cabin, now: datetime) -> dict[str, Any]:
 
 
 def _with_new_code(config: ServerConfig, cabin: Cabin, now: datetime) -> tuple[Cabin, str]:
-    code = secrets.token_urlsafe(16)
+    code = new_code()
     expires_at = now + config.enrollment_lifetime
-    return replace(cabin, enrollment_code_hash=_code_hash(code), enrollment_expires_at=expires_at), code
+    return replace(cabin, enrollment_code_hash=code_hash(code), enrollment_expires_at=expires_at), code
 
 
 def _code_json(cabin: Cabin, code: str, now: datetime) -> dict[str, Any]:
@@ -185,7 +181,7 @@ async def enroll(request: web.Request) -> web.StreamResponse:
     cabin = config.store.get_cabin(cabin_id)
     expected = None if cabin is None else cabin.enrollment_code_hash
     # Compare even when nothing is pending, so that timing says nothing about the cabin.
-    matches = hmac.compare_digest(_code_hash(code), expected or _ZERO_HASH)
+    matches = hmac.compare_digest(code_hash(code), expected or _ZERO_HASH)
     if cabin is None or expected is None:
         log.warning("cabin %s: enrollment refused from %s: no code pending", cabin_id, request.remote)
         raise ApiError(

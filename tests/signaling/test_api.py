@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -464,7 +465,7 @@ async def test_create_cabin(client: Client, store: SQLiteStore, tmp_path: Path) 
     status, body = await call(client, "POST", "/cabins", {"id": "mairie-pq", "name": "Mairie de Petit-Quevilly"})
     assert status == 201
     code = body.pop("enrollment_code")
-    assert len(code) == 22
+    assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){4}", code)
     assert body == {
         "id": "mairie-pq",
         "name": "Mairie de Petit-Quevilly",
@@ -476,7 +477,7 @@ async def test_create_cabin(client: Client, store: SQLiteStore, tmp_path: Path) 
     }
     cabin = store.get_cabin("mairie-pq")
     assert cabin is not None
-    assert cabin.enrollment_code_hash == hashlib.sha256(code.encode()).digest()
+    assert cabin.enrollment_code_hash == hashlib.sha256(code.replace("-", "").encode()).digest()
     store.close()
     assert files_containing(tmp_path, code) == []  # the code itself is nowhere on disk (database, WAL)
 
@@ -601,6 +602,17 @@ async def test_enroll_wrong_code_does_not_use_it_up(client: Client, store: SQLit
     assert not cabin.enrolled
     right = {**wrong, "code": code}
     assert (await call(client, "POST", "/enroll", right, headers={}))[0] == 200
+
+
+async def test_enroll_reads_the_code_as_an_installer_types_it(client: Client, store: SQLiteStore) -> None:
+    code = await add_cabin(client)
+    _, public_key = raw_public_key()
+    # Lower case, spaces instead of dashes, and O, I, L for the digits they look like.
+    typed = " ".join(code.split("-")).lower().replace("0", "o").replace("1", "l")
+    data = {"cabin_id": "mairie-pq", "code": typed, "public_key": public_key}
+    assert (await call(client, "POST", "/enroll", data, headers={}))[0] == 200
+    cabin = store.get_cabin("mairie-pq")
+    assert cabin is not None and cabin.enrolled
 
 
 async def test_enroll_expired_code(client: Client, clock: Clock) -> None:
