@@ -59,16 +59,21 @@ Probe = Callable[[], Awaitable[Counters]]
 
 
 @contextlib.asynccontextmanager
-async def child(args: list[str], ready: str, log: list[str] | None = None) -> AsyncIterator[tuple[int, list[str]]]:
+async def child(
+    args: list[str], ready: str, log: list[str] | None = None, *, root: Path = common.ROOT
+) -> AsyncIterator[tuple[int, list[str]]]:
     """A child Python process; yields (pid, its output lines up to the one containing `ready`).
 
-    The rest of its output goes to `log`.
+    The rest of its output goes to `log`. `root`: the checkout it imports Cabine from (another version's, to
+    compare).
     """
+    env = common.subprocess_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env["PYTHONPATH"]])
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         *args,
-        cwd=common.ROOT,
-        env=common.subprocess_env(),
+        cwd=root,
+        env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

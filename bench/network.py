@@ -9,14 +9,13 @@ time video starts flowing again on a peer connection (frames decoded increasing 
     python bench/network.py cuts             # 20 cuts of 5 s, 6 s of good link between them
     python bench/network.py cuts --cuts 5 --cut-seconds 3
     python bench/network.py kill             # the gateway killed with SIGKILL and restarted at once, 5 times
-    python bench/network.py profiles         # 4G good / 4G poor / ADSL uplink on the cabin's link, 60 s each
+    python bench/network.py profiles         # 4G good / 4G poor / ADSL uplink, Cabine beside browser to browser
 
 Per cut: detection on the doctor's page (its state becomes "reconnecting"), detection on the cabin (the gateway's
 log line "nothing from the professional for"), recovery (from the link's return to video flowing again on the
 doctor's page). Per kill: from the kill to video again. At the end: readings lost (triggered, never shown) and
-duplicated (the same seq shown twice). Profiles (one call, shaped in turn; the cabin reaches TURN through its delay
-forwarder, the doctor goes straight to TURN over TCP 443): freezes, frame rate and size, audio concealment, from the
-doctor page's getStats; no browser-to-browser baseline yet. Needs root, ip, nft, turnserver, setpriv.
+duplicated (the same seq shown twice). Profiles: see bench/network_profiles.py. Needs root, ip, nft, tc, turnserver,
+setpriv, chromium.
 """
 
 from __future__ import annotations
@@ -36,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import common
+import network_profiles
 from playwright.async_api import Page
 
-from tests.netlab import SIDES, TURN_IP, TURN_PORT, TURN_TLS_PORT, Side
 from tests.networkrig import READINGS_JS, NetworkCall, doctor_joined, network_call, wait_for
 
 TRIGGER_EVERY = 1.5
@@ -273,85 +272,15 @@ async def run_kills(call: NetworkCall, page: Page, args: argparse.Namespace) -> 
     return {"kills": rows}
 
 
-# name: (RTT ms, loss %, rate kbit/s, jitter ms); one-way delay = RTT / 2, on the cabin's side.
-PROFILES: dict[str, tuple[float, float, int, float | None]] = {
-    "4G good": (50, 0.5, 5000, None),
-    "4G poor": (150, 3.0, 1000, 30),
-    "ADSL uplink": (40, 0.1, 600, None),
-}
-RECEIVED_JS = """async () => {
-  const out = {video: null, audio: null, rtt: null};
-  const stats = await window.cabine.pc.getStats();
-  stats.forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "video") out.video = {
-      freezeCount: s.freezeCount ?? 0, totalFreezesDuration: s.totalFreezesDuration ?? 0,
-      framesPerSecond: s.framesPerSecond ?? null, frameWidth: s.frameWidth ?? null, frameHeight: s.frameHeight ?? null,
-      framesDecoded: s.framesDecoded ?? 0, packetsLost: s.packetsLost ?? 0, packetsReceived: s.packetsReceived ?? 0};
-    if (s.type === "inbound-rtp" && s.kind === "audio") out.audio = {
-      concealedSamples: s.concealedSamples ?? 0, totalSamplesReceived: s.totalSamplesReceived ?? 0};
-    if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") out.rtt = s.currentRoundTripTime ?? null;
-  });
-  return out;
-}"""
-
-
-async def run_profiles(call: NetworkCall, page: Page, args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, (rtt, loss, rate, jitter) in PROFILES.items():
-        await call.lab.shape(Side.CABIN, rate_kbit=rate, loss_pct=loss, delay_ms=rtt / 2, jitter_ms=jitter)
-        await asyncio.sleep(args.settle_seconds)
-        start = await page.evaluate(RECEIVED_JS)
-        fps, sizes, rtts = [], [], []
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < args.profile_seconds:
-            await asyncio.sleep(2)
-            sample = await page.evaluate(RECEIVED_JS)
-            if sample["video"] and sample["video"]["framesPerSecond"] is not None:
-                fps.append(sample["video"]["framesPerSecond"])
-            if sample["video"] and sample["video"]["frameWidth"]:
-                sizes.append(f"{sample['video']['frameWidth']}x{sample['video']['frameHeight']}")
-            if sample["rtt"] is not None:
-                rtts.append(sample["rtt"] * 1000)
-        end = await page.evaluate(RECEIVED_JS)
-        minutes = (time.monotonic() - t0) / 60
-        v0, v1, a0, a1 = start["video"], end["video"], start["audio"], end["audio"]
-        samples = a1["totalSamplesReceived"] - a0["totalSamplesReceived"]
-        row = {
-            "freezes_per_min": (v1["freezeCount"] - v0["freezeCount"]) / minutes,
-            "freeze_s_per_min": (v1["totalFreezesDuration"] - v0["totalFreezesDuration"]) / minutes,
-            "fps_median": common.percentile(fps, 50) if fps else None,
-            "frame_sizes": dict(Counter(sizes)),
-            "audio_concealed_pct": 100 * (a1["concealedSamples"] - a0["concealedSamples"]) / samples
-            if samples
-            else None,
-            "video_loss_pct": 100
-            * (v1["packetsLost"] - v0["packetsLost"])
-            / max(1, (v1["packetsLost"] - v0["packetsLost"]) + (v1["packetsReceived"] - v0["packetsReceived"])),
-            "doctor_rtt_ms_median": common.percentile(rtts, 50) if rtts else None,
-        }
-        out[name] = row
-        print(f"{name}: {json.dumps(row, default=str)}", flush=True)
-    await call.lab.shape(Side.CABIN)
-    return {"profiles": out}
-
-
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         if args.workdir is not None:
             workdir = args.workdir
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cabine-bench-net-")))
-        # For "profiles", the cabin (aiortc uses the first TURN URL) reaches TURN through its delay forwarder; the
-        # doctor's browser, whose firewall drops UDP, goes straight to TURN over TCP 443 (not delayed).
-        urls = (
-            (
-                f"turn:{SIDES[Side.CABIN].delay_ip}:{TURN_PORT}?transport=udp",
-                f"turn:{TURN_IP}:{TURN_TLS_PORT}?transport=tcp",
-            )
-            if args.mode == "profiles"
-            else None
-        )
-        async with network_call(workdir, turn_urls=urls) as call:
+        if args.mode == "profiles":
+            return await network_profiles.run(workdir, args)
+        async with network_call(workdir) as call:
             await call.start_gateway()
             async with doctor(call, workdir) as page:
                 await video_flowing(page)
@@ -359,20 +288,22 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 await thermometer.start()
                 await asyncio.sleep(3)  # a few readings on a good link first
                 try:
-                    runner = {"cuts": run_cuts, "kill": run_kills, "profiles": run_profiles}[args.mode]
+                    runner = {"cuts": run_cuts, "kill": run_kills}[args.mode]
                     body = await runner(call, page, args)
                 finally:
                     await thermometer.stop()
                 readings = await settle_readings(page, len(thermometer.triggers))
                 body["readings"] = reading_figures(len(thermometer.triggers), readings)
                 body["readings"]["triggered_while_unsubscribed"] = sum(1 for _, s in thermometer.triggers if not s)
+                # Taken but never confirmed by a central: still in the thermometer's memory (not lost, not sent).
+                body["readings"]["still_in_device"] = len(list(call.radio.device("thermometer").pending()))
                 body["gateway_log_lines"] = len(call.gateway_log().splitlines())
         return body
 
 
 def report(args: argparse.Namespace, body: dict[str, Any]) -> None:
     if args.mode == "profiles":
-        report_profiles(args, body)
+        network_profiles.report(args, body)
         return
     rows = body.get("cuts") or body.get("kills") or []
     cut_keys = [
@@ -401,7 +332,8 @@ def report(args: argparse.Namespace, body: dict[str, Any]) -> None:
     print(
         f"readings: {rd['triggered']} triggered ({rd['triggered_while_unsubscribed']} while no central was "
         f"subscribed), {rd['shown']} shown, {rd['lost']} lost, {rd['duplicated_by_seq']} duplicated (by seq), "
-        f"{rd['duplicated_by_measured_at']} duplicated (by measurement time), in order: {rd['in_order']}"
+        f"{rd['duplicated_by_measured_at']} duplicated (by measurement time), in order: {rd['in_order']}, "
+        f"{rd['still_in_device']} still in the thermometer's memory"
     )
     body["summary"] = summary
     body["options"] = vars(args)
@@ -410,34 +342,6 @@ def report(args: argparse.Namespace, body: dict[str, Any]) -> None:
     common.write_results(name, body)
     # Also under a fixed name (what the issue's notes point to).
     (common.RESULTS / f"{name}.json").write_text(json.dumps(body, indent=2, default=str))
-
-
-def report_profiles(args: argparse.Namespace, body: dict[str, Any]) -> None:
-    common.print_table(
-        f"profiles on the cabin's link ({args.profile_seconds:.0f} s each; Cabine only, no browser baseline)",
-        ["profile", "freezes/min", "freeze s/min", "fps p50", "sizes", "audio concealed %", "video loss %", "RTT ms"],
-        [
-            [
-                name,
-                common.fmt(r["freezes_per_min"], 2),
-                common.fmt(r["freeze_s_per_min"], 2),
-                common.fmt(r["fps_median"]),
-                " ".join(f"{k}:{v}" for k, v in r["frame_sizes"].items()),
-                common.fmt(r["audio_concealed_pct"], 2),
-                common.fmt(r["video_loss_pct"], 2),
-                common.fmt(r["doctor_rtt_ms_median"], 0),
-            ]
-            for name, r in body["profiles"].items()
-        ],
-    )
-    rd = body["readings"]
-    print(
-        f"readings: {rd['triggered']} triggered, {rd['shown']} shown, {rd['lost']} lost, {rd['duplicated_by_seq']} dup"
-    )
-    body["options"] = vars(args)
-    body["machine"] = common.machine_info()
-    common.write_results("network-profiles", body)
-    (common.RESULTS / "network-profiles.json").write_text(json.dumps(body, indent=2, default=str))
 
 
 def main() -> None:

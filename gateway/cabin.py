@@ -506,9 +506,10 @@ class CabinGateway(AsyncResource):
             link.video = False
             self._kicks[message.appointment_id].set()
         except SessionError as exc:
-            log.warning("%s: %s", session.label, exc)
-            await self._end_link(message.appointment_id)
-            await self._send(Bye(appointment_id=message.appointment_id, reason="answer refused"))
+            # Not a reason to end the appointment: the answer may cross a restart (a gateway that came back, a page
+            # that reloaded). This attempt ends; the supervisor offers again after its backoff.
+            log.warning("%s: %s; offering again", session.label, exc)
+            await session.close()
 
     async def _supervise(self, link: CallLink) -> None:
         """Keep the appointment's call up: offer, watch, and offer again whenever the path dies, until the end."""

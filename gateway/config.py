@@ -116,6 +116,8 @@ class CameraSettings:
     codec: VideoCodec = VideoCodec.VP8
     # Follow the link: lower the frame rate, then the size, when the bandwidth estimate falls; climb back after.
     adapt: bool = True
+    # The test pattern carries the capture time, for glass-to-glass benchmarks (bench/network.py).
+    stamp: bool = False
 
     @property
     def format(self) -> VideoFormat:
@@ -330,6 +332,7 @@ SCHEMA: Final[dict[str, dict[str, tuple[Parser, Callable[[Any, str], str]]]]] = 
         "fps": (_integer(1, 60), _as()),
         "codec": (_codec, _as(convert=lambda codec: codec.value)),
         "adapt": (_boolean, _as()),
+        "stamp": (_boolean, _as()),
     },
     "microphone": {"source": (_source(audio=True), _as())},
     "devices": {
@@ -387,6 +390,8 @@ def settings_from_mapping(data: Mapping[str, Any], origin: str, *, require_serve
     if camera.width % 2 or camera.height % 2:
         size = f"{camera.width}x{camera.height}"
         raise ConfigError(f"{origin}: camera.width/height: the codecs need even sizes, got {size}")
+    if camera.stamp and camera.source.kind != "test":
+        raise ConfigError(f'{origin}: camera.stamp: only the test pattern is stamped (camera.source = "test")')
     if require_server and not settings.signaling.server:
         raise ConfigError(f"{origin}: signaling.server: required (the signaling server's URL, e.g. --server URL)")
     return settings
@@ -542,6 +547,7 @@ class CabinConfig:
             auto_checkin=settings.calls.auto_checkin,
             relay_only=settings.ice.relay_only,
             adapt_video=camera.adapt,
+            stamp_video=camera.stamp,
             runtime_dir=settings.calls.runtime_dir,
             **extra,
         )

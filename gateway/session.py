@@ -27,11 +27,20 @@ from gateway.devices import fhir
 from gateway.devices.readings import Reading
 from gateway.errors import GatewayError
 from gateway.lifecycle import AsyncResource, cancel_and_wait
-from gateway.media.adaptation import AdaptationController, AdaptiveVideoTrack, VideoLadder, lower_bitrate_floor
+from gateway.media.adaptation import (
+    AdaptationController,
+    AdaptiveVideoTrack,
+    VideoLadder,
+    VideoLevel,
+    lower_bitrate_floor,
+)
 from gateway.media.audio_fec import enable_opus_fec
 from gateway.media.codecs import VideoCodec, prefer_video_codec
+from gateway.media.encoders import negotiated_codec
+from gateway.media.passthrough import EncodedRelay, request_keyframe, tap_receiver
 from gateway.media.relay import TrackRelay
 from gateway.media.sources import MediaSources
+from gateway.sctp_timing import quicker_retransmission
 from gateway.vitals import (
     CHANNEL_LABEL,
     Ack,
@@ -46,6 +55,9 @@ from gateway.vitals import (
 from signaling.protocol import AppointmentKind, IcePolicy, IceServer
 
 log = logging.getLogger("cabine.gateway.session")
+
+# The citizen's own image on the cabin screen: a corner of it, so half the camera's size and at most this rate.
+SELF_VIEW_FPS = 15
 
 
 def own_stream(transceiver: RTCRtpTransceiver) -> None:
@@ -162,6 +174,8 @@ class CallSession(AsyncResource):
         self._tasks: set[asyncio.Task[None]] = set()
         # The professional's tracks, by kind, each read once and shared: the call's own consumer, the cabin screen.
         self.remote: dict[str, TrackRelay] = {}
+        # Their video, still encoded (the gateway never decodes it: only the cabin screen's browser shows it).
+        self.remote_video: EncodedRelay | None = None
         # With a cabin screen, the camera is shared too: the professional and the citizen's own image.
         self._self_view = self_view
         self._local_video: TrackRelay | None = None
@@ -233,6 +247,12 @@ class CallSession(AsyncResource):
         if self.video:
             video_transceiver = self._pc.addTransceiver(video if video is not None else "video", direction="sendrecv")
             self._video_transceiver = video_transceiver
+            receiver = video_transceiver.receiver
+            encoded = EncodedRelay(
+                keyframe_source=lambda: request_keyframe(receiver), label=f"{self.label} remote video"
+            )
+            if tap_receiver(receiver, self._on_encoded_video):
+                self.remote_video = encoded
             if video is None:
                 video_transceiver.direction = "recvonly"
             own_stream(video_transceiver)
@@ -244,6 +264,8 @@ class CallSession(AsyncResource):
             self._channel.on("message", self._on_channel_message)
         offer = await self._pc.createOffer()
         await self._pc.setLocalDescription(offer)
+        if self._channel is not None and self._pc.sctp is not None:
+            quicker_retransmission(self._pc.sctp)
         return str(self._pc.localDescription.sdp)
 
     async def accept_answer(self, sdp: str) -> None:
@@ -258,6 +280,9 @@ class CallSession(AsyncResource):
         # go below aiortc's 250 kbit/s floor, and the ladder that follows the link.
         if self._audio_transceiver is not None:
             enable_opus_fec(self._audio_transceiver)
+        if self.remote_video is not None and self._video_transceiver is not None:
+            codec = negotiated_codec(self._video_transceiver)
+            self.remote_video.mime_type = None if codec is None else codec.mimeType
         if self._adaptive is not None and self._video_transceiver is not None and self._adaptation is None:
             lower_bitrate_floor(self._video_transceiver)
             self._adaptation = AdaptationController(self._video_transceiver.sender, self._adaptive, label=self.label)
@@ -348,20 +373,49 @@ class CallSession(AsyncResource):
                 # here it would end aiortc's DTLS loop, and with it the whole call; the page keeps its last bundle.
                 log.warning("%s: FHIR bundle not sent: %s", self.label, exc)
 
+    def _on_encoded_video(self, mime_type: str, data: bytes, timestamp: int) -> None:
+        self.last_inbound = time.monotonic()
+        self.stats.video_frames_received += 1
+        if self.remote_video is not None:
+            self.remote_video.feed(mime_type, data, timestamp)
+
     def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "video" and self.remote_video is not None:
+            return  # tapped before decoding: this track never carries a frame (see remote_video)
         relay = TrackRelay(track, label=f"{self.label} remote {track.kind}")
         self.remote[track.kind] = relay
         self._spawn(self._consume(relay.subscribe(keep=8)))
 
     def subscribe_remote(self, kind: str, *, keep: int = 1) -> MediaStreamTrack | None:
-        """Another consumer of the professional's `kind` track (None until it arrives, or if they send none)."""
+        """Another consumer of the professional's `kind` track (None until it arrives, or if they send none).
+
+        Video comes still encoded (an EncodedTrack of `av.Packet`s, whose codec is `remote_video.mime_type`) when
+        the receiver could be tapped, decoded frames otherwise.
+        """
+        if kind == "video" and self.remote_video is not None:
+            transceiver = self._video_transceiver
+            receiving = transceiver is not None and transceiver.currentDirection in ("sendrecv", "recvonly")
+            return self.remote_video.subscribe() if receiving and not self._closed else None
         relay = self.remote.get(kind)
         return None if relay is None or self._closed else relay.subscribe(keep=keep)
 
     def subscribe_self_view(self) -> MediaStreamTrack | None:
-        """The cabin's camera as the professional sees it, for the citizen's own image (needs self_view=True)."""
+        """The cabin's camera for the citizen's own image (needs self_view=True): half its size, at most 15 fps.
+
+        The screen shows it in a corner (a quarter of its width): a full-size copy would cost a second full encode
+        for pixels nobody sees.
+        """
         relay = self._local_video
-        return None if relay is None or self._closed else relay.subscribe(keep=1)
+        if relay is None or self._closed:
+            return None
+        fmt = self._sources.format
+        small = VideoLevel(max(2, fmt.width // 4 * 2), max(2, fmt.height // 4 * 2), min(fmt.fps, SELF_VIEW_FPS))
+        full = VideoLevel(fmt.width, fmt.height, fmt.fps)
+        if small.pixel_rate >= full.pixel_rate:
+            return relay.subscribe(keep=1)
+        track = AdaptiveVideoTrack(relay.subscribe(keep=1), VideoLadder((full, small)))
+        track.set_level(small)
+        return track
 
     async def _consume(self, track: MediaStreamTrack) -> None:
         # Remote tracks must be drained, or decoded frames pile up in memory.
@@ -412,5 +466,7 @@ class CallSession(AsyncResource):
         await self._sources.close()
         for relay in [*self.remote.values(), *([self._local_video] if self._local_video else [])]:
             await relay.close()
+        if self.remote_video is not None:
+            await self.remote_video.close()
         await cancel_and_wait(list(self._tasks))
         self.ended.set()

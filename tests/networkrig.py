@@ -129,7 +129,17 @@ class NetworkCall:
             await self.gateway.kill()
 
 
-def _cabin_toml(path: Path, *, ca: Path, key: Path, runtime: Path, devices: tuple[str, ...], relay_only: bool) -> None:
+def _cabin_toml(
+    path: Path,
+    *,
+    ca: Path,
+    key: Path,
+    runtime: Path,
+    devices: tuple[str, ...],
+    relay_only: bool,
+    camera_size: tuple[int, int],
+    stamp: bool,
+) -> None:
     allow = ", ".join(f'"{a}"' for a in devices)
     path.write_text(
         f"""[signaling]
@@ -139,9 +149,10 @@ key_file = "{key}"
 
 [camera]
 source = "test"
-width = 320
-height = 240
+width = {camera_size[0]}
+height = {camera_size[1]}
 fps = 30
+stamp = {"true" if stamp else "false"}
 
 [microphone]
 source = "test"
@@ -172,6 +183,8 @@ async def network_call(
     turn_secret: str = TURN_SECRET,
     server_secret: str | None = None,
     turn_urls: tuple[str, ...] | None = None,
+    camera_size: tuple[int, int] = (320, 240),
+    stamp: bool = False,
 ) -> AsyncIterator[NetworkCall]:
     """The laboratory with coturn, signaling (TURN credentials from `server_secret`, default the same as coturn's),
     an enrolled cabin with emulated Bluetooth devices, and a medical appointment open now. The gateway is not
@@ -222,6 +235,8 @@ async def network_call(
                 runtime=workdir / "run",
                 devices=radio.addresses,
                 relay_only=relay_only,
+                camera_size=camera_size,
+                stamp=stamp,
             )
             link = f"https://{SIGNALING_IP}:{SIGNALING_PORT}/join/{professional_token(signer, appointment)}"
             call = NetworkCall(lab, turn, signaling, radio, store, appointment, link, workdir, config_file)

@@ -38,6 +38,7 @@ CABIN_KEYS = {
     "camera.fps",
     "camera.codec",
     "camera.adapt",
+    "camera.stamp",
     "microphone.source",
     "devices.allow",
     "devices.adapter",

@@ -699,8 +699,14 @@ async def test_shape_applies_loss_and_rate_and_clears_them(lab: Lab) -> None:
             assert kbit_s <= 1.3 * rate_kbit, f"{kbit_s:.0f} kbit/s through an {rate_kbit} kbit/s link"
             print(f"\nrate {rate_kbit} kbit/s: TCP echo of 500 kB at {kbit_s:.0f} kbit/s each way")
 
+            # An ADSL line: a narrow uplink, a wide downlink.
+            await lab.shape(Side.CABIN, rate_kbit=600, down_rate_kbit=8000)
+            assert "rate 600Kbit" in await run(["tc", "-n", router, "qdisc", "show", "dev", "wan"])
+            assert "rate 8Mbit" in await run(["tc", "-n", core_ns, "qdisc", "show", "dev", "to-cabin"])
+
             await lab.shape(Side.CABIN)
             assert "tbf" not in await run(["tc", "-n", router, "qdisc", "show", "dev", "wan"])
+            assert "tbf" not in await run(["tc", "-n", core_ns, "qdisc", "show", "dev", "to-cabin"])
             assert "numgen" not in await run(in_ns(router, ["nft", "list", "chain", "inet", "netlab", "loss"]))
         finally:
             await cabin.run(client.close())

@@ -171,6 +171,17 @@ async def test_the_gateway_killed_and_restarted(tmp_path: Path) -> None:
             await wait_for(two, timeout=20, what="the journaled reading replayed")
             # The reading the crash interrupted came back from the journal; none was shown twice.
             exactly_once(await readings_on_page(page), 2)
+            # The thermometer stayed connected to BlueZ on behalf of the dead process, so it does not advertise: the
+            # restarted gateway takes the link over, and the next reading reaches the doctor.
+            restarted = call.gateway
+            assert restarted is not None
+            await wait_for(
+                lambda: "measurement characteristic" in restarted.log_path.read_text(errors="replace"),
+                timeout=20,
+                what="the restarted gateway on the thermometer",
+            )
+            await take(call, page, 3)
+            exactly_once(await readings_on_page(page), 3)
             print(f"the doctor saw the cabin again {seen_again:.2f} s after the gateway was killed")
 
 

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Final
 
-from bleak import BleakClient, BleakScanner
+from bleak import BleakAdapter, BleakClient, BleakScanner
+from bleak.backends.adapter import BaseBleakAdapter
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
@@ -84,6 +85,7 @@ class BleakBackends:
 
     scanner: type[BaseBleakScanner] | None = None
     client: type[BaseBleakClient] | None = None
+    adapter: type[BaseBleakAdapter] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +225,30 @@ class DeviceManager(AsyncResource):
         await scanner.start()
         self._scanner = scanner
         _logger.info("[cabin %s] scanning for health devices (%d allowlisted)", self._cabin, len(self._allowlist))
+        await self._adopt_connected()
+
+    async def _adopt_connected(self) -> None:
+        """Take over the devices already connected to the adapter: they do not advertise, so no scan finds them.
+
+        BlueZ keeps a link up when the process that opened it dies (bluez/bluez#89): after a gateway crash the
+        devices stay connected to BlueZ, and bleak's client reuses such a link.
+        """
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                adapter = await BleakAdapter.get(
+                    bluez={"adapter": self._adapter} if self._adapter else {}, backend=self._backend.adapter
+                )
+                devices = await adapter.get_connected_devices([uuid128(service) for service in HEALTH_SERVICES])
+        except NotImplementedError:
+            return  # a backend that cannot tell (its devices advertise again when their central goes)
+        except _CONNECTION_ERRORS as exc:
+            _logger.warning("[cabin %s] could not list the connected devices: %s", self._cabin, exc)
+            return
+        for device in devices:
+            details = device.details.get("props", {}) if isinstance(device.details, dict) else {}
+            self._found(device, device.name or "", [str(uuid) for uuid in details.get("UUIDs", ())])
+            if device.address.upper() in self._states:
+                _logger.info("[cabin %s] %s: still connected to the adapter, taken over", self._cabin, device.address)
 
     async def close(self) -> None:
         """Stop scanning, disconnect every device, end the iterators; safe to call twice."""
@@ -307,10 +333,13 @@ class DeviceManager(AsyncResource):
 
     def _on_advertisement(self, device: BLEDevice, advertisement: AdvertisementData) -> None:
         """Scanner callback: note allowlisted devices and start their connection task; ignore the others."""
+        self._found(device, advertisement.local_name or "", advertisement.service_uuids)
+
+    def _found(self, device: BLEDevice, name: str, service_uuids: list[str]) -> None:
         if self._closed:
             return
         address = device.address.upper()
-        if address not in self._states and self._accepts_by_service(advertisement):
+        if address not in self._states and self._accepts_by_service(service_uuids):
             self._states[address] = DeviceState(address)
             _logger.info("[cabin %s] %s: allowed by its service", self._cabin, address)
         if address not in self._states:
@@ -319,17 +348,17 @@ class DeviceManager(AsyncResource):
                 _logger.info("[cabin %s] ignoring %s: not on the allowlist", self._cabin, address)
             return
         self._latest[address] = device
-        name = advertisement.local_name or device.name or self._states[address].name
-        advertised = {uuid.lower() for uuid in advertisement.service_uuids}
+        name = name or device.name or self._states[address].name
+        advertised = {uuid.lower() for uuid in service_uuids}
         services = frozenset(key for key, uuid in HEALTH_SERVICE_KEYS.items() if uuid128(uuid) in advertised)
         self._set_state(address, seen=True, name=name or "", services=self._states[address].services | services)
         if address not in self._tasks:
             self._tasks[address] = asyncio.create_task(self._run_device(address), name=f"ble-{address}")
 
-    def _accepts_by_service(self, advertisement: AdvertisementData) -> bool:
+    def _accepts_by_service(self, service_uuids: list[str]) -> bool:
         if not self._services or len(self._states) - len(self._allowlist) >= MAX_SERVICE_DEVICES:
             return False
-        return any(uuid.lower() in self._services for uuid in advertisement.service_uuids)
+        return any(uuid.lower() in self._services for uuid in service_uuids)
 
     def _set_state(self, address: str, **changes: object) -> None:
         """Update a device's state and tell the state iterators if it changed."""

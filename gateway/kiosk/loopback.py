@@ -1,6 +1,7 @@
 """The second peer connection: from the gateway to the cabin screen's page on the same PC, over loopback only.
 
-It carries the professional's audio and video (as the gateway received them) and the citizen's own image. The
+It carries the professional's audio and video (the video still encoded, as it arrived: see media/passthrough.py)
+and the citizen's own image. The
 offer and the answer keep only loopback ICE candidates, so this media never leaves the machine whatever
 addresses the gateway gathers on for the call itself. aiortc has no renegotiation: a new call means a new one.
 """
@@ -15,6 +16,7 @@ from aiortc import MediaStreamTrack, RTCBundlePolicy, RTCConfiguration, RTCPeerC
 
 from gateway.errors import GatewayError
 from gateway.lifecycle import AsyncResource
+from gateway.media.passthrough import EncodedTrack, codec_preferences_for, on_keyframe_request
 
 log = logging.getLogger("cabine.gateway.kiosk")
 
@@ -70,6 +72,12 @@ class LoopbackMedia(AsyncResource):
         transceivers = {
             name: self._pc.addTransceiver(track, direction="sendonly") for name, track in self._tracks.items()
         }
+        for name, track in self._tracks.items():
+            if isinstance(track, EncodedTrack) and track.mime_type is not None:
+                # Frames forwarded as they were encoded: this hop must use their codec, and a lost picture on the
+                # screen is asked of the professional's browser, the only encoder there is.
+                transceivers[name].setCodecPreferences(codec_preferences_for(track.mime_type))
+                on_keyframe_request(transceivers[name].sender, track.request_keyframe)
         await self._pc.setLocalDescription(await self._pc.createOffer())
         self.mids = {name: str(t.mid) for name, t in transceivers.items()}
         sdp, count = loopback_only(str(self._pc.localDescription.sdp))

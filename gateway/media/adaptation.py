@@ -69,6 +69,8 @@ MIN_PIXELS: Final = 320 * 180
 UP_MARGIN: Final = 1.3
 # ...for this long, one step at a time (REMB moves up by ~8 %/s: a few samples show it is not a blip).
 UP_HOLD_S: Final = 4.0
+# An encoder sending well under its target on a clean link tries the next rung after this long (see observe).
+PROBE_HOLD_S: Final = 8.0
 # Going down waits for two samples a second apart: one late REMB is not a narrower link.
 DOWN_HOLD_S: Final = 1.0
 # The encoder is held back by its target when it sends at least this share of it. A still scene sends far less than
@@ -86,6 +88,13 @@ CONTROL_INTERVAL_S: Final = 1.0
 # aiortc's encoders never go below 250 kbps (VP8) or 500 kbps (H264) whatever the receiver says; WebRTC's own floor
 # is 30 kbps (rtc_base/experiments/min_video_bitrate_experiment.cc, kDefaultMinVideoBitrateBps).
 MIN_VIDEO_BITRATE: Final = 30_000
+# Loss-based ceiling (LossCeiling): goog_cc's thresholds (send_side_bandwidth_estimation.cc: 2 % and 10 %), its 8 %
+# growth a second, slower (1 %) within 15 % of the rate that last caused loss, and at most one cut a second.
+LOW_LOSS: Final = 0.02
+GROWTH: Final = 1.08
+SLOW_GROWTH: Final = 1.01
+NEAR_LOSS_SHARE: Final = 0.85
+CUT_INTERVAL_S: Final = 1.0
 
 
 class AdaptationError(GatewayError, ValueError):
@@ -223,20 +232,23 @@ class AdaptationPolicy:
         up_margin: float = UP_MARGIN,
         up_hold: float = UP_HOLD_S,
         down_hold: float = DOWN_HOLD_S,
+        probe_hold: float = PROBE_HOLD_S,
     ) -> None:
         """Raises: AdaptationError: a threshold out of range."""
         if bits_per_pixel <= 0:
             raise AdaptationError(f"bits_per_pixel must be positive, got {bits_per_pixel}")
         if up_margin < 1:
             raise AdaptationError(f"up_margin must be at least 1 (else levels would oscillate), got {up_margin}")
-        if up_hold < 0 or down_hold < 0:
-            raise AdaptationError(f"holds cannot be negative: up {up_hold}, down {down_hold}")
+        if up_hold < 0 or down_hold < 0 or probe_hold < 0:
+            raise AdaptationError(f"holds cannot be negative: up {up_hold}, down {down_hold}, probe {probe_hold}")
         self.ladder = ladder
         self._needs = [level.need_bps(bits_per_pixel) for level in ladder.levels]
         self._up_margin = up_margin
         self._up_hold = up_hold
         self._down_hold = down_hold
         self._index = 0
+        self._idle_since: float | None = None
+        self._probe_hold = probe_hold
         self._below_since: float | None = None
         self._above_since: float | None = None
         self._previous_target: float | None = None
@@ -283,11 +295,27 @@ class AdaptationPolicy:
             if self._above_since is None:
                 self._above_since = now
             if now - self._above_since >= self._up_hold:
-                self._index -= 1
-                self._above_since = None  # the next rung is earned afresh
+                self._climb()
         else:
             self._above_since = None
+        # The receiver's estimate grows only with what it receives (at most 1.5 times), and a small picture leaves
+        # the encoder short of its target: without probing (aiortc sends no padding) the estimate would never show
+        # room for the next rung. An encoder with headroom on a clean link tries it; the encoder still spends no
+        # more than the target, and a link that cannot take it shows it (loss, a falling estimate).
+        clean = sample.loss is not None and sample.loss < LOW_LOSS
+        if self._index > 0 and sample.sent_bps is not None and not sample.rate_bound and clean:
+            if self._idle_since is None:
+                self._idle_since = now
+            if now - self._idle_since >= self._probe_hold:
+                self._climb()
+        else:
+            self._idle_since = None
         return self.level
+
+    def _climb(self) -> None:
+        self._index -= 1
+        self._above_since = None  # the next rung is earned afresh
+        self._idle_since = None
 
 
 class AdaptiveVideoTrack(MediaStreamTrack):
@@ -395,36 +423,108 @@ def encoder_target_bitrate(sender: RTCRtpSender) -> int | None:
     return bitrate if isinstance(bitrate, int) else None
 
 
-class _FlooredVp8Encoder(vpx.Vp8Encoder):
-    """aiortc's VP8 encoder, following the receiver's estimate down to `floor` instead of aiortc's 250 kbps."""
+class LossCeiling:
+    """A cap on the video's bitrate from the loss the receiver reports (WebRTC's loss-based estimate, simplified).
+
+    aiortc follows only the receiver's delay-based estimate (REMB), which on a link with a shallow buffer can stay
+    above what gets through while packets are dropped. Above HIGH_LOSS the cap becomes what was sent times
+    (1 - loss / 2) (goog_cc's rule), at most once per CUT_INTERVAL_S; under LOW_LOSS it grows by GROWTH per sample,
+    more slowly (SLOW_GROWTH) near the rate that last caused loss; it is lifted once above the estimate. Pure.
+    """
+
+    def __init__(self, *, floor: float = MIN_VIDEO_BITRATE) -> None:
+        self.value: float | None = None
+        self._floor = floor
+        self._lossy_at: float | None = None
+        self._last_cut: float | None = None
+
+    def observe(self, now: float, loss: float | None, sent_bps: float | None, estimate_bps: float) -> float | None:
+        """The cap (bps) after this sample, or None when the loss sets no limit."""
+        if loss is None or sent_bps is None:
+            return self.value
+        if loss > HIGH_LOSS:
+            if self._last_cut is None or now - self._last_cut >= CUT_INTERVAL_S:
+                cut = max(self._floor, sent_bps * (1 - loss / 2))
+                self.value = cut if self.value is None else min(self.value, cut)
+                self._lossy_at = sent_bps
+                self._last_cut = now
+        elif loss < LOW_LOSS and self.value is not None:
+            near = self._lossy_at is not None and self.value >= NEAR_LOSS_SHARE * self._lossy_at
+            self.value *= SLOW_GROWTH if near else GROWTH
+            if self._lossy_at is not None and self.value > self._lossy_at:
+                self._lossy_at = None  # the link carries more than when it last dropped packets
+            if self.value >= estimate_bps:
+                self.value = None
+        return self.value
+
+
+class _SteeredTarget:
+    """The target rule shared by the two encoders below: the receiver's estimate within the loss ceiling, from
+    `floor` (instead of aiortc's 250 or 500 kbps) up to the codec's maximum.
+
+    The estimate is the video's alone: Chromium's REMB covers the packets that carry abs-send-time, and aiortc puts
+    it on video only (measured here: the REMB stays near 1.2 to 1.5 times the video's rate, audio aside).
+    """
+
+    _STORAGE: str
+    _MAXIMUM: int
+
+    def _init_target(self, floor: int) -> None:
+        self._floor = floor
+        self.estimate_bps: int | None = None
+        self.ceiling_bps: float | None = None
+
+    def _steer(self) -> None:
+        if self.estimate_bps is None:
+            return  # aiortc's starting value stays until the receiver's first estimate
+        bitrate = self.estimate_bps
+        if self.ceiling_bps is not None:
+            bitrate = min(bitrate, int(self.ceiling_bps))
+        setattr(self, self._STORAGE, max(self._floor, min(bitrate, self._MAXIMUM)))
+
+    def set_ceiling(self, ceiling_bps: float | None) -> None:
+        self.ceiling_bps = ceiling_bps
+        self._steer()
+
+
+class _FlooredVp8Encoder(_SteeredTarget, vpx.Vp8Encoder):
+    """aiortc's VP8 encoder with the target rule of `_SteeredTarget`."""
+
+    _STORAGE = "_Vp8Encoder__target_bitrate"  # aiortc's own storage (vpx.py:178)
+    _MAXIMUM = vpx.MAX_BITRATE
 
     def __init__(self, floor: int) -> None:
         super().__init__()
-        self._floor = floor
+        self._init_target(floor)
 
     @property
     def target_bitrate(self) -> int:
-        return self._Vp8Encoder__target_bitrate  # aiortc's own storage (vpx.py:178)
+        return int(getattr(self, self._STORAGE))
 
     @target_bitrate.setter
     def target_bitrate(self, bitrate: int) -> None:
-        self._Vp8Encoder__target_bitrate = max(self._floor, min(bitrate, vpx.MAX_BITRATE))
+        self.estimate_bps = bitrate  # aiortc sets the receiver's REMB here (rtcrtpsender.py:282-290)
+        self._steer()
 
 
-class _FlooredH264Encoder(h264.H264Encoder):
-    """aiortc's H264 encoder, following the receiver's estimate down to `floor` instead of aiortc's 500 kbps."""
+class _FlooredH264Encoder(_SteeredTarget, h264.H264Encoder):
+    """aiortc's H264 encoder with the target rule of `_SteeredTarget`."""
+
+    _STORAGE = "_H264Encoder__target_bitrate"  # aiortc's own storage (h264.py:120)
+    _MAXIMUM = h264.MAX_BITRATE
 
     def __init__(self, floor: int) -> None:
         super().__init__()
-        self._floor = floor
+        self._init_target(floor)
 
     @property
     def target_bitrate(self) -> int:
-        return self._H264Encoder__target_bitrate  # aiortc's own storage (h264.py:120)
+        return int(getattr(self, self._STORAGE))
 
     @target_bitrate.setter
     def target_bitrate(self, bitrate: int) -> None:
-        self._H264Encoder__target_bitrate = max(self._floor, min(bitrate, h264.MAX_BITRATE))
+        self.estimate_bps = bitrate
+        self._steer()
 
 
 def lower_bitrate_floor(transceiver: RTCRtpTransceiver, *, floor: int = MIN_VIDEO_BITRATE) -> bool:
@@ -507,6 +607,7 @@ class AdaptationController(AsyncResource):
         self.last_sample: LinkSample | None = None
         self.changes = 0
         self._estimated = False
+        self.ceiling = LossCeiling()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -531,7 +632,6 @@ class AdaptationController(AsyncResource):
                 log.exception("%s: video adaptation skipped a sample", self.label)
 
     async def _sample(self, previous: SenderCounters | None) -> SenderCounters:
-        target = encoder_target_bitrate(self.sender)
         counters = await sender_counters(self.sender, self._clock())
         sent_bps: float | None = None
         if (
@@ -542,6 +642,20 @@ class AdaptationController(AsyncResource):
             and counters.bytes_sent >= previous.bytes_sent
         ):
             sent_bps = (counters.bytes_sent - previous.bytes_sent) * 8 / (counters.at - previous.at)
+        encoder = current_encoder(self.sender)
+        if isinstance(encoder, _SteeredTarget) and encoder.estimate_bps is not None:
+            before = encoder.ceiling_bps
+            ceiling = self.ceiling.observe(counters.at, counters.loss, sent_bps, encoder.estimate_bps)
+            encoder.set_ceiling(ceiling)
+            lowered = ceiling is not None and (before is None or ceiling < before)
+            if lowered or (before is not None and ceiling is None):
+                log.info(
+                    "%s: video bitrate %s (loss %s)",
+                    self.label,
+                    "no longer capped by loss" if ceiling is None else f"capped at {int(ceiling) // 1000} kbps",
+                    "?" if counters.loss is None else f"{counters.loss:.0%}",
+                )
+        target = encoder_target_bitrate(self.sender)
         if target is None:
             return counters  # nothing encoded yet, or the call is over: nothing to decide
         if not self._estimated:

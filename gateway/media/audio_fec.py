@@ -1,4 +1,4 @@
-"""Opus in-band FEC for the cabin's voice: each packet also carries a coarse copy of the one before it.
+"""Opus in-band FEC for the cabin's voice: each packet also carries a coarse copy of the one before it; 32 kbit/s.
 
 A browser that loses one audio packet rebuilds it from the next one (NetEq decodes the LBRR data) instead of
 concealing a gap. Chromium asks for it in every answer (`useinbandfec=1`), but aiortc ignores the fmtp parameters of
@@ -25,6 +25,9 @@ from gateway.media.encoders import seed_encoder
 # WebRTC feeds libopus the loss it measures (audio_encoder_opus.cc, in steps of 1, 5, 10 and 20 %); aiortc's encoder
 # cannot be told after it is opened, so a fixed middle value: 10 %, the loss at which WebRTC also lowers bitrates.
 EXPECTED_LOSS_PERCENT: Final = 10
+# aiortc opens libopus at 96 kbit/s; WebRTC codes mono wideband speech at 32 kbit/s (audio_encoder_opus.cc,
+# kOpusBitrateWbBps), which with FEC is ample for a voice and leaves a narrow uplink to the picture.
+VOICE_BITRATE: Final = 32_000
 
 
 class AudioFecError(GatewayError, ValueError):
@@ -40,6 +43,7 @@ def opus_fec_encoder(expected_loss_percent: int = EXPECTED_LOSS_PERCENT) -> Opus
     if not 1 <= expected_loss_percent <= 100:
         raise AudioFecError(f"the expected loss must be 1..100 %, got {expected_loss_percent}")
     encoder = OpusEncoder()
+    encoder.codec.bit_rate = VOICE_BITRATE
     encoder.codec.options = {**encoder.codec.options, "fec": "1", "packet_loss": str(expected_loss_percent)}
     return encoder
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import pytest
@@ -161,6 +162,57 @@ async def test_link_loss_then_reconnection_resumes_readings_without_duplicates_o
 
     assert [r.measured_at for r in received] == [m.measured_at for m in monitor.taken]
     assert len({r.measured_at for r in received}) == 6
+
+
+# A gateway that dies with a device connected: BlueZ keeps the link (bluez/bluez#89), so the device stops
+# advertising and no scan finds it again.
+_DYING_GATEWAY = """
+import asyncio, sys
+from bleak import BleakClient, BleakScanner
+
+async def main():
+    device = await BleakScanner.find_device_by_address(sys.argv[1], timeout=10, bluez={"adapter": sys.argv[2]})
+    client = BleakClient(device)
+    await client.connect()
+    await client.start_notify("00002a1c-0000-1000-8000-00805f9b34fb", lambda *_: None)
+    print("connected", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_device_left_connected_by_a_dead_gateway_is_taken_over(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.devices.manager")
+    thermometer = EmulatedDevice(EmulatedKind.THERMOMETER)
+    async with EmulatedRadio([thermometer]) as radio:
+        dying = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _DYING_GATEWAY, thermometer.address, radio.adapter, stdout=asyncio.subprocess.PIPE
+        )
+        try:
+            assert dying.stdout is not None
+            assert await asyncio.wait_for(dying.stdout.readline(), TIMEOUT) == b"connected\n"
+        finally:
+            dying.kill()
+            await dying.wait()
+        # As BlueZ does, the emulator ends the dead client's notification session (the link stays up).
+        await wait_until(
+            lambda: not radio.subscribed(thermometer.address), timeout=TIMEOUT, what="the dead client's session to end"
+        )
+        # Taken while no gateway listens: the thermometer keeps it until a central subscribes again.
+        radio.trigger(EmulatedKind.THERMOMETER)
+        async with (
+            radio.device_manager(backoff=FAST) as manager,
+            contextlib.aclosing(manager.readings()) as readings,
+        ):
+            await until_states(manager, all_connected((thermometer.address,)))
+            received = await take(readings, 1)
+            for _ in range(2):
+                radio.trigger(EmulatedKind.THERMOMETER)
+                received += await take(readings, 1)
+        # Each measurement once: the dead process's subscription is not counted a second time.
+        assert [r.measured_at for r in received] == [m.measured_at for m in thermometer.taken]
+        assert any("still connected to the adapter, taken over" in r.getMessage() for r in caplog.records)
 
 
 async def test_an_undecodable_payload_is_counted_and_logged_without_its_bytes(

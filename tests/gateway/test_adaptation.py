@@ -25,6 +25,7 @@ from gateway.ice import LOOPBACK, host_addresses
 from gateway.media.adaptation import (
     BITS_PER_PIXEL,
     DOWN_HOLD_S,
+    PROBE_HOLD_S,
     UP_HOLD_S,
     UP_MARGIN,
     AdaptationController,
@@ -32,12 +33,13 @@ from gateway.media.adaptation import (
     AdaptationPolicy,
     AdaptiveVideoTrack,
     LinkSample,
+    LossCeiling,
     VideoLadder,
     VideoLevel,
     encoder_target_bitrate,
     lower_bitrate_floor,
 )
-from gateway.media.audio_fec import AudioFecError, enable_opus_fec, opus_fec_encoder, opus_lbrr
+from gateway.media.audio_fec import VOICE_BITRATE, AudioFecError, enable_opus_fec, opus_fec_encoder, opus_lbrr
 from gateway.media.spec import VideoFormat
 from gateway.media.synthetic import PatternVideoTrack, ToneAudioTrack
 from gateway.session import rtc_configuration
@@ -206,6 +208,28 @@ def test_a_quiet_encoder_is_not_taken_for_a_narrow_link() -> None:
     assert str(policy.level) == "960x540@10"
 
 
+def test_an_encoder_with_headroom_on_a_clean_link_tries_the_next_rung() -> None:
+    # At the floor after a bad spell: the estimate (at most 1.5x what arrives) stays under the next rung's need, and
+    # the small picture leaves the encoder well short of its target. Without a probe the video would stay small.
+    ladder = VideoLadder.for_format(VGA)
+    policy = AdaptationPolicy(ladder)
+    drop = [ladder.top.need_bps()] + [ladder.floor.need_bps()] * 3
+    run(policy, drop)
+    assert policy.level == ladder.floor
+    target = ladder.levels[-2].need_bps() * 1.1  # under UP_MARGIN x the next need
+    seen = [
+        str(policy.observe(10.0 + i, LinkSample(target, sent_bps=target * 0.4, loss=0.0)))
+        for i in range(int(PROBE_HOLD_S) + 2)
+    ]
+    assert seen[0] == str(ladder.floor) and seen[-1] == str(ladder.levels[-2]), seen
+    # On a lossy link it does not.
+    lossy = AdaptationPolicy(ladder)
+    run(lossy, drop)
+    for i in range(int(PROBE_HOLD_S) * 2):
+        lossy.observe(10.0 + i, LinkSample(target, sent_bps=target * 0.4, loss=0.03))
+    assert lossy.level == ladder.floor
+
+
 def test_an_estimate_still_climbing_from_its_start_is_not_a_narrow_link() -> None:
     ladder = VideoLadder.for_format(HD)
     policy = AdaptationPolicy(ladder)
@@ -231,6 +255,27 @@ def test_heavy_loss_counts_against_the_estimate_and_light_loss_does_not() -> Non
         heavy.observe(float(i), LinkSample(target, sent_bps=target, loss=0.30))  # usable: target * 0.85
     assert heavy.limited, "heavy loss is a limit even while the estimate has not fallen"
     assert heavy.level == VideoLevel(640, 480, 20)
+
+
+def test_heavy_loss_caps_the_bitrate_and_the_cap_climbs_back_slowly_near_where_loss_began() -> None:
+    ceiling = LossCeiling()
+    # An estimate above what the link carries: 540 kbps sent, 40 % lost.
+    assert ceiling.observe(0.0, 0.0, 540_000, 540_000) is None, "no loss, no cap"
+    assert ceiling.observe(1.0, 0.40, 540_000, 540_000) == pytest.approx(540_000 * 0.8)
+    assert ceiling.observe(1.5, 0.40, 430_000, 540_000) == pytest.approx(432_000), "one cut a second at most"
+    assert ceiling.observe(2.0, 0.05, 430_000, 540_000) == pytest.approx(432_000), "moderate loss holds it"
+    # 8 % a second while well under the rate that lost packets (540 kbps), then 1 % within 15 % of it.
+    values = [ceiling.observe(3.0 + i, 0.0, 430_000, 540_000) for i in range(3)]
+    assert values == pytest.approx([432_000 * 1.08, 432_000 * 1.08 * 1.01, 432_000 * 1.08 * 1.01**2])
+    # Lifted once above the estimate.
+    capped = values[-1]
+    while capped is not None:
+        capped = ceiling.observe(8.0, 0.0, 530_000, 540_000)
+    assert ceiling.value is None
+
+
+def test_the_voice_is_coded_at_32_kbps() -> None:
+    assert opus_fec_encoder(10).codec.bit_rate == VOICE_BITRATE == 32_000
 
 
 def test_the_level_stays_within_the_ladder() -> None:
@@ -420,17 +465,22 @@ async def call(
 
 
 @pytest.mark.parametrize(
-    ("low_floor", "bits_per_pixel", "target_when_low", "level_when_low"),
+    ("low_floor", "bits_per_pixel", "target_when_high", "low_estimate", "target_when_low", "level_when_low"),
     [
         # aiortc's own VP8 floor (250 kbps) with demanding thresholds, so that its range spans the 640x480 ladder.
-        (False, 0.1, 250_000, VideoLevel(480, 360, 10)),
+        (False, 0.1, 1_500_000, 100_000, 250_000, VideoLevel(480, 360, 10)),
         # The floor lowered: the encoder follows the estimate itself, and the default thresholds apply.
-        (True, BITS_PER_PIXEL, 100_000, VideoLevel(480, 360, 10)),
+        (True, BITS_PER_PIXEL, 1_500_000, 100_000, 100_000, VideoLevel(480, 360, 10)),
     ],
     ids=["aiortc-floor", "lowered-floor"],
 )
 async def test_a_call_sends_smaller_and_rarer_frames_when_the_estimate_falls_and_recovers_with_it(
-    low_floor: bool, bits_per_pixel: float, target_when_low: int, level_when_low: VideoLevel
+    low_floor: bool,
+    bits_per_pixel: float,
+    target_when_high: int,
+    low_estimate: int,
+    target_when_low: int,
+    level_when_low: VideoLevel,
 ) -> None:
     ladder = VideoLadder.for_format(VGA)
     track = AdaptiveVideoTrack(PatternVideoTrack(640, 480, 30), ladder)
@@ -441,10 +491,12 @@ async def test_a_call_sends_smaller_and_rarer_frames_when_the_estimate_falls_and
         call(track, pro_estimate=estimate, low_floor=low_floor) as (sender, received, _),
         AdaptationController(sender, track, policy=policy, interval=0.25, label="test") as controller,
     ):
-        await wait_until(lambda: encoder_target_bitrate(sender) == 1_500_000, timeout=20, what="the REMB to arrive")
+        await wait_until(
+            lambda: encoder_target_bitrate(sender) == target_when_high, timeout=20, what="the REMB to arrive"
+        )
         await wait_until(lambda: received.settled_at(640, 480, 3000), timeout=20, what="full-size frames")
 
-        estimate.bitrate = 100_000
+        estimate.bitrate = low_estimate
         await wait_until(lambda: encoder_target_bitrate(sender) == target_when_low, timeout=20, what="a lower target")
         await wait_until(
             lambda: received.settled_at(level_when_low.width, level_when_low.height, 9000),

@@ -21,7 +21,7 @@ from gateway.media.spec import SourceSpec
 from gateway.selftest.cabin import cabin_selftest
 from gateway.session import CallStats, rtc_configuration
 from tests.conftest import wait_until
-from tests.signaling.conftest import OPERATOR_KEY, World, receive_until, server_options, world
+from tests.signaling.conftest import OPERATOR_KEY, World, receive, receive_until, server_options, world
 
 __all__ = ["server_options", "world"]  # fixtures, imported to be used here
 
@@ -75,23 +75,22 @@ async def admit(world: World, cabin: Cabin) -> Any:
     return pro
 
 
-async def test_a_refused_answer_ends_that_call_and_the_loop_goes_on(world: World, cabin: Cabin) -> None:
+async def test_a_refused_answer_ends_that_attempt_and_the_cabin_offers_again(world: World, cabin: Cabin) -> None:
     gateway = cabin.gateway
     pro = await admit(world, cabin)
     offer = await receive_until(pro, "offer")
+    refused = gateway.sessions["apt_med"]
     answer = unusable_answer(offer["sdp"])
     await pro.send_str(json.dumps({"type": "answer", "appointment_id": "apt_med", "sdp": answer}))
-    bye = await receive_until(pro, "bye")
-    assert bye["reason"] == "answer refused"
-    await wait_until(lambda: not gateway.sessions, timeout=5, what="the refused call to end")
+    # The appointment is not ended (no bye): the attempt is, and a fresh offer follows.
+    while (message := await receive(pro))["type"] != "offer":
+        assert message["type"] != "bye", message
+    offer = message
+    assert refused.ended.is_set()
     assert gateway.connected.is_set(), "the cabin stays connected to signaling"
-
-    # The professional reloads the page: the next call works.
-    await pro.close()
-    pro = await world.professional(world.medical)
-    offer = await receive_until(pro, "offer")
     good = await answer_offer(pro, offer["sdp"])
     session = gateway.sessions["apt_med"]
+    assert session is not refused
     await asyncio.wait_for(session.connected.wait(), timeout=10)
     await good.close()
     await pro.close()

@@ -94,7 +94,7 @@ def test_defaults_and_one_key_file_for_enroll_and_gateway() -> None:
         ('[camera]\ncodec = "av1"\n', "camera.codec: must be one of vp8, h264, got 'av1'"),
         (
             "[camera]\nzoom = 2\n",
-            "camera.zoom: unknown key (known in [camera]: source, width, height, fps, codec, adapt)",
+            "camera.zoom: unknown key (known in [camera]: source, width, height, fps, codec, adapt, stamp)",
         ),
         ("[speaker]\nvolume = 3\n", "unknown section [speaker]"),
         ('[devices]\nallow = ["kettle"]\n', "devices.allow: 'kettle' is neither a Bluetooth address"),
@@ -115,6 +115,17 @@ def test_a_wrong_key_or_value_names_the_file_the_key_and_the_reason(tmp_path: Pa
         load_settings(path)
     assert str(caught.value).startswith(f"{path}: ")
     assert message in str(caught.value)
+
+
+def test_only_the_test_pattern_is_stamped(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r'cabin.toml: camera.stamp: only the test pattern is stamped \(camera.source = "test"\)$'
+    ):
+        load_settings(write(tmp_path, GOOD.replace("[camera]", "[camera]\nstamp = true")))
+    stamped = load_settings(
+        write(tmp_path, GOOD.replace('source = "v4l2:/dev/video0"', 'source = "test"\nstamp = true'))
+    )
+    assert stamped.camera.stamp is True
 
 
 def test_a_file_that_is_not_toml_or_missing(tmp_path: Path) -> None:

@@ -129,7 +129,11 @@ async def test_a_teleconsultation_seen_from_the_cabin(tmp_path: Path, port: int)
         )
         seen = await media(cabin)
         assert seen["width"] == 640, "the doctor's camera (Chromium's fake one) is 640 wide"
-        assert seen["selfWidth"] == 640, "the citizen's own image is the cabin camera's"
+        assert seen["selfWidth"] == 320, "the citizen's own image: the cabin camera's at half size, for a corner"
+        # The doctor's picture reached the screen as the doctor's browser encoded it: the gateway decoded nothing.
+        session = gateway.sessions[appointment.id]
+        assert session.remote_video is not None and session.remote_video.frames > 10
+        assert "video" not in session.remote
         assert seen["audioEnergy"] > 0, "the doctor's microphone (a beep) should be audible, not silence"
         await check_state(cabin, "cabin-3-in-call")
 

@@ -35,10 +35,14 @@ class LinkProfile:
     jitter_ms: float | None = None
     queue_ms: int = 50
     jitter: Jitter = Jitter.UNIFORM
+    # Toward the side, when it differs from `rate_kbit` (an ADSL line); None: the same as `rate_kbit`.
+    down_rate_kbit: int | None = None
 
     def __post_init__(self) -> None:
-        if self.rate_kbit is not None and self.rate_kbit <= 0:
-            raise NetlabError(f"rate_kbit must be positive, not {self.rate_kbit}")
+        for field in ("rate_kbit", "down_rate_kbit"):
+            value = getattr(self, field)
+            if value is not None and value <= 0:
+                raise NetlabError(f"{field} must be positive, not {value}")
         if self.loss_pct is not None and not 0 <= self.loss_pct <= 100:
             raise NetlabError(f"loss_pct must be within [0, 100], not {self.loss_pct}")
         for field in ("delay_ms", "jitter_ms"):
@@ -47,6 +51,11 @@ class LinkProfile:
                 raise NetlabError(f"{field} must be a finite number >= 0, not {value}")
         if self.queue_ms <= 0:
             raise NetlabError(f"queue_ms must be positive, not {self.queue_ms}")
+
+    @property
+    def down_kbit(self) -> int | None:
+        """The rate toward the side."""
+        return self.rate_kbit if self.down_rate_kbit is None else self.down_rate_kbit
 
     @property
     def delay(self) -> DelayProfile:

@@ -223,6 +223,7 @@ class Lab:
         side: Side,
         *,
         rate_kbit: int | None = None,
+        down_rate_kbit: int | None = None,
         loss_pct: float | None = None,
         delay_ms: float | None = None,
         jitter_ms: float | None = None,
@@ -232,7 +233,8 @@ class Lab:
         """Give `side`'s link this shape, replacing the whole previous one: an aspect left None is off (full rate,
         no loss, no added delay); `lab.shape(side)` alone restores the plain link.
 
-        - rate: tbf on the router's WAN egress and on core's egress toward the router (both directions);
+        - rate: tbf on the router's WAN egress and on core's egress toward the router (both directions;
+          `down_rate_kbit`, toward the side, if it differs, as on an ADSL line);
         - loss: random loss of forwarded UDP packets on the router, both directions;
         - delay, jitter (one-way, each direction): applied by the side's forwarder in front of TURN, i.e. only to
           traffic sent to `lab.delay_ip(side)`; a client given that address as its TURN server sees the delay
@@ -241,15 +243,17 @@ class Lab:
         Raises:
             NetlabError: a value out of range, or tc or nft refused.
         """
-        profile = LinkProfile(rate_kbit, loss_pct, delay_ms, jitter_ms, queue_ms, jitter)
+        profile = LinkProfile(rate_kbit, loss_pct, delay_ms, jitter_ms, queue_ms, jitter, down_rate_kbit)
         a = SIDES[side]
         previous = self._profiles[side]
-        ends = ((a.router, WAN_DEV), (Role.CORE, a.core_dev))
-        if profile.rate_kbit is not None:
-            for role, dev in ends:
-                await run(rate_argv(self.ns(role), dev, profile.rate_kbit, queue_ms=queue_ms))
-        elif previous.rate_kbit is not None:
-            for role, dev in ends:
+        ends = (
+            (a.router, WAN_DEV, profile.rate_kbit, previous.rate_kbit),
+            (Role.CORE, a.core_dev, profile.down_kbit, previous.down_kbit),
+        )
+        for role, dev, rate, before in ends:
+            if rate is not None:
+                await run(rate_argv(self.ns(role), dev, rate, queue_ms=queue_ms))
+            elif before is not None:
                 await run(clear_rate_argv(self.ns(role), dev))
         await self._nftables(side).run(nft.loss_commands(profile.loss_pct))
         await self._on_core(self._set_delay(side, profile.delay))

@@ -5,7 +5,7 @@ import { measureGlassToGlass } from "/static/bench/stamp.js";
 
 const params = new URLSearchParams(location.search);
 const video = document.getElementById("remote");
-const bench = { pc: null, local: null, error: null };
+const bench = { pc: null, local: null, error: null, vitals: [] };
 window.bench = bench;
 
 function gathered(pc) {
@@ -21,10 +21,17 @@ const ready = navigator.mediaDevices
   .getUserMedia({ audio: true, video: { width: 640, height: 480 } })
   .then((stream) => { bench.local = stream; });
 
-bench.answer = async (offerSdp) => {
+bench.answer = async (offerSdp, config = { iceServers: [] }) => {
   await ready;
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  const pc = new RTCPeerConnection(config);
   bench.pc = pc;
+  // The sender's stamped messages: [seq, milliseconds from sending to arrival] (one clock: the same machine).
+  pc.addEventListener("datachannel", ({ channel }) => {
+    channel.addEventListener("message", (event) => {
+      const message = JSON.parse(event.data);
+      bench.vitals.push([message.seq, Date.now() - message.at]);
+    });
+  });
   for (const track of bench.local.getTracks()) pc.addTrack(track, bench.local);
   pc.addEventListener("track", (event) => {
     if (event.track.kind !== "video") return;

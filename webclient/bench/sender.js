@@ -1,6 +1,8 @@
 // The browser-to-browser baseline's cabin side: the stamped test pattern drawn on a canvas at the requested size and
 // rate, sent with captureStream() plus a fake microphone; the doctor's camera is received and shown.
-// window.bench.offer(codec) returns an offer (ICE gathered), window.bench.accept(answerSdp) completes it.
+// window.bench.offer(codec, config) returns an offer (ICE gathered; `config` an RTCConfiguration, default no ICE
+// servers), window.bench.accept(answerSdp) completes it. A "vitals" data channel carries a stamped message every
+// 1.5 s, as a cabin's readings would (bench/network_profiles.py reads their latency on the receiver).
 import { drawStamp, BLOCKS, ROWS } from "/static/bench/stamp.js";
 
 const params = new URLSearchParams(location.search);
@@ -65,11 +67,18 @@ function preferred(codec) {
   return all.sort((a, b) => rank(a) - rank(b)).slice(0, 1);
 }
 
-bench.offer = async (codec) => {
+bench.offer = async (codec, config = { iceServers: [] }) => {
   const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
   const stream = new MediaStream([mic.getAudioTracks()[0], video]);
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  const pc = new RTCPeerConnection(config);
   bench.pc = pc;
+  const vitals = pc.createDataChannel("vitals");
+  let sent = 0;
+  vitals.addEventListener("open", () => {
+    setInterval(() => {
+      if (vitals.readyState === "open") vitals.send(JSON.stringify({ seq: ++sent, at: Date.now() }));
+    }, 1500);
+  });
   pc.addTransceiver(mic.getAudioTracks()[0], { direction: "sendrecv", streams: [stream] });
   const transceiver = pc.addTransceiver(video, { direction: "sendrecv", streams: [stream] });
   if (codec) transceiver.setCodecPreferences(preferred(codec));

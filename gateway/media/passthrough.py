@@ -1,0 +1,242 @@
+"""The professional's video as it arrived, still encoded, for the cabin screen: decoded once, by the screen's browser.
+
+The gateway itself never looks at the professional's picture: it only hands it to the cabin screen's page over the
+loopback peer connection. Decoding it there and encoding it again for that hop costs a VP8 decode and a VP8 encode
+per frame, and a full picture's latency. Instead the encoded frames are taken where aiortc's receiver hands them to
+its decoder, and packed again as they are by the loopback sender (aiortc's encoders pack an `av.Packet` without
+encoding it, rtcrtpsender.py:322-323, as MediaPlayer(decode=False) does).
+
+Three seams into aiortc 1.16, each checked, each in this module only:
+- the receiver's decoder queue (`_RTCRtpReceiver__decoder_queue`, rtcrtpreceiver.py:291), replaced before the
+  receiver starts by `EncodedTap`, whose `put` takes (codec, JitterFrame) and whose `get` holds aiortc's decoder
+  thread idle until the receiver stops;
+- a keyframe request from the cabin screen: the loopback sender's `_send_keyframe` (rtcrtpsender.py:351), called on
+  a PLI or FIR, is turned into a PLI to the professional (`_send_rtcp_pli`, rtcrtpreceiver.py:630);
+- the codec: the loopback hop must negotiate the codec the professional sends (`codec_preferences_for`).
+A later aiortc without these names leaves the tap off and the gateway decodes as before (`tap_receiver` says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import fractions
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Final
+
+from aiortc import MediaStreamTrack, RTCRtpCodecCapability, RTCRtpReceiver, RTCRtpSender
+from aiortc.mediastreams import MediaStreamError
+from av.packet import Packet
+
+from gateway.lifecycle import AsyncResource
+
+log = logging.getLogger("cabine.gateway.media")
+
+_DECODER_QUEUE: Final = "_RTCRtpReceiver__decoder_queue"
+_DECODER_THREAD: Final = "_RTCRtpReceiver__decoder_thread"
+VIDEO_CLOCK: Final = fractions.Fraction(1, 90_000)
+# Frames a slow subscriber may fall behind before it skips to the next keyframe (a second at 30 fps).
+KEEP: Final = 30
+# Keyframe requests on their way (a PLI is one RTCP packet: sent at once, never waited for).
+_pending: set[asyncio.Future[None]] = set()
+
+
+def is_keyframe(mime_type: str, data: bytes) -> bool:
+    """Whether an encoded frame can be decoded on its own (VP8: the frame tag's P bit is 0, RFC 6386 §9.1; H264:
+    an IDR slice, NAL type 5, in Annex B as aiortc's depayloader gives it)."""
+    if not data:
+        return False
+    name = mime_type.lower()
+    if name == "video/vp8":
+        return data[0] & 0x01 == 0
+    if name == "video/h264":
+        i = 0
+        while (i := data.find(b"\x00\x00\x01", i)) != -1 and i + 3 < len(data):
+            if data[i + 3] & 0x1F == 5:
+                return True
+            i += 3
+        return False
+    return False
+
+
+class EncodedTap:
+    """Stands in for aiortc's decoder queue: frames go to `on_frame(mime_type, data, timestamp)` on the event loop.
+
+    aiortc's decoder thread blocks in `get()` until the receiver stops (aiortc then puts None), so it decodes nothing.
+    """
+
+    def __init__(self, on_frame: Callable[[str, bytes, int], None]) -> None:
+        self._on_frame = on_frame
+        self._stopped = threading.Event()
+
+    def put(self, item: Any) -> None:
+        if item is None:
+            self._stopped.set()
+            return
+        codec, frame = item
+        self._on_frame(str(codec.mimeType), bytes(frame.data), int(frame.timestamp))
+
+    def get(self) -> None:
+        self._stopped.wait()
+        return None
+
+
+def tap_receiver(receiver: RTCRtpReceiver, on_frame: Callable[[str, bytes, int], None]) -> bool:
+    """Have `receiver` hand its encoded frames to `on_frame` instead of decoding them; True if done.
+
+    Call it before the answer (or offer) that starts the receiver is applied. False, and nothing changed, when the
+    receiver already decodes or aiortc keeps its decoder queue elsewhere.
+    """
+    if not hasattr(receiver, _DECODER_QUEUE) or getattr(receiver, _DECODER_THREAD, None) is not None:
+        return False
+    setattr(receiver, _DECODER_QUEUE, EncodedTap(on_frame))
+    return True
+
+
+def request_keyframe(receiver: RTCRtpReceiver) -> bool:
+    """Ask the sender of `receiver`'s stream for a keyframe (RTCP PLI); whether it could be asked."""
+    send_pli = getattr(receiver, "_send_rtcp_pli", None)
+    sources = receiver.getSynchronizationSources()
+    if send_pli is None or not sources:
+        return False
+    for source in sources:
+        task = asyncio.ensure_future(send_pli(source.source))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+    return True
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> bool:
+    """Call `callback` when the peer of `sender` asks for a keyframe (PLI or FIR); whether it is wired."""
+    if not callable(getattr(sender, "_send_keyframe", None)):
+        return False
+    sender._send_keyframe = callback  # type: ignore[method-assign]
+    return True
+
+
+def codec_preferences_for(mime_type: str) -> list[RTCRtpCodecCapability]:
+    """The sender capabilities of `mime_type` only (with their RTX), for the loopback hop's transceiver."""
+    capabilities = RTCRtpSender.getCapabilities("video")
+    wanted = [c for c in capabilities.codecs if c.mimeType.lower() == mime_type.lower()]
+    rtx = [c for c in capabilities.codecs if c.mimeType.lower() == "video/rtx"]
+    return [*wanted, *rtx] if wanted else []
+
+
+class EncodedTrack(MediaStreamTrack):
+    """A subscriber of an EncodedRelay: yields `av.Packet`s, starting at a keyframe and never after a gap."""
+
+    kind = "video"
+
+    def __init__(self, relay: EncodedRelay) -> None:
+        super().__init__()
+        self.skipped = 0
+        self._relay: EncodedRelay | None = relay
+        self._packets: collections.deque[Packet[Any]] = collections.deque()
+        self._ready = asyncio.Event()
+        self._waiting_keyframe = True
+        self._ended = False
+
+    @property
+    def mime_type(self) -> str | None:
+        """The codec the frames are in (the call's negotiated one), None if unknown or ended."""
+        return None if self._relay is None else self._relay.mime_type
+
+    def request_keyframe(self) -> None:
+        """The consumer lost a picture (the cabin screen sent a PLI): ask the professional for a keyframe."""
+        if self._relay is not None:
+            self._relay.want_keyframe()
+
+    def _put(self, data: bytes, timestamp: int, keyframe: bool) -> None:
+        if self._waiting_keyframe and not keyframe:
+            self.skipped += 1
+            return
+        self._waiting_keyframe = False
+        if len(self._packets) >= KEEP:
+            # Behind by a second: a frame dropped here would break every frame after it until a keyframe.
+            self.skipped += len(self._packets)
+            self._packets.clear()
+            self._waiting_keyframe = True
+            if self._relay is not None:
+                self._relay.want_keyframe()
+            return
+        packet = Packet(data)
+        packet.pts = timestamp
+        packet.time_base = VIDEO_CLOCK
+        self._packets.append(packet)
+        self._ready.set()
+
+    def _end(self) -> None:
+        self._ended = True
+        self._ready.set()
+
+    async def recv(self) -> Packet[Any]:
+        """The next encoded frame. Raises: MediaStreamError: stopped, or the professional's video ended."""
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            if self._packets:
+                return self._packets.popleft()
+            if self._ended:
+                self.stop()
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
+
+    def stop(self) -> None:
+        super().stop()
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            relay._subscribers.discard(self)
+        self._packets.clear()
+        self._ready.set()
+
+
+class EncodedRelay(AsyncResource):
+    """The professional's encoded video, to any number of EncodedTracks; fed by `EncodedTap` through `feed`.
+
+    `keyframe_source` asks the professional for a keyframe (a new subscriber, one that fell behind, or the cabin
+    screen's own request). close() ends every subscriber; idempotent.
+    """
+
+    def __init__(self, *, keyframe_source: Callable[[], bool] | None = None, label: str = "") -> None:
+        self.label = label
+        self.mime_type: str | None = None
+        self.frames = 0
+        self.last_frame_at: float | None = None
+        self._keyframe_source = keyframe_source
+        self._subscribers: set[EncodedTrack] = set()
+        self._closed = False
+
+    def feed(self, mime_type: str, data: bytes, timestamp: int) -> None:
+        """One encoded frame from the tap (on the event loop)."""
+        if self._closed:
+            return
+        self.mime_type = mime_type
+        self.frames += 1
+        self.last_frame_at = asyncio.get_running_loop().time()
+        keyframe = is_keyframe(mime_type, data)
+        for track in list(self._subscribers):
+            track._put(data, timestamp, keyframe)
+
+    def subscribe(self) -> EncodedTrack:
+        track = EncodedTrack(self)
+        if self._closed:
+            track._end()
+            return track
+        self._subscribers.add(track)
+        self.want_keyframe()
+        return track
+
+    def want_keyframe(self) -> None:
+        if self._keyframe_source is not None and not self._closed and not self._keyframe_source():
+            log.debug("%s: no keyframe could be asked for yet", self.label)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for track in list(self._subscribers):
+            track._end()
+        self._subscribers.clear()
