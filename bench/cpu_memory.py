@@ -53,6 +53,19 @@ DEVICE_PERIOD = 5.0
 # sample (cabine/demo/radio.py, _measure_periodically).
 READINGS_PER_PERIOD = 5
 
+def self_view_fps() -> int:
+    """The citizen's own image's frame rate on the cabin screen: 15 since it is sent small (gateway/session.py's
+    SELF_VIEW_FPS); the camera's for an older checkout measured with --tree."""
+    if TREE != common.ROOT:
+        return FPS
+    from gateway.session import SELF_VIEW_FPS
+
+    return min(FPS, SELF_VIEW_FPS)
+
+
+# The checkout whose Cabine is measured (--tree): this one, or another version's to compare in the same conditions.
+TREE = common.ROOT
+
 Pids = Callable[[], list[int]]
 Counters = dict[str, int]
 Probe = Callable[[], Awaitable[Counters]]
@@ -60,13 +73,14 @@ Probe = Callable[[], Awaitable[Counters]]
 
 @contextlib.asynccontextmanager
 async def child(
-    args: list[str], ready: str, log: list[str] | None = None, *, root: Path = common.ROOT
+    args: list[str], ready: str, log: list[str] | None = None, *, root: Path | None = None
 ) -> AsyncIterator[tuple[int, list[str]]]:
     """A child Python process; yields (pid, its output lines up to the one containing `ready`).
 
     The rest of its output goes to `log`. `root`: the checkout it imports Cabine from (another version's, to
     compare).
     """
+    root = root or TREE
     env = common.subprocess_env()
     env["PYTHONPATH"] = os.pathsep.join([str(root), env["PYTHONPATH"]])
     proc = await asyncio.create_subprocess_exec(
@@ -531,7 +545,7 @@ async def measure_cabin(
             check_window(
                 result,
                 probes,
-                {"doctor_video": FPS, "kiosk_professional": "doctor_sent", "kiosk_self": FPS},
+                {"doctor_video": FPS, "kiosk_professional": "doctor_sent", "kiosk_self": self_view_fps()},
             )
             if result["readings_in_window"] <= 0:
                 result["no_readings"] = True
@@ -767,6 +781,7 @@ def main() -> None:
     )
     parser.add_argument("--warmup", type=float, default=5, help="seconds of call before measuring (default 5)")
     parser.add_argument("--codec", default="vp8", choices=["vp8", "h264"])
+    parser.add_argument("--tree", type=Path, help="measure the Cabine of another checkout (e.g. a git worktree)")
     parser.add_argument("--size", action="append", choices=[f"{w}x{h}" for w, h in SIZES], help="only this size")
     parser.add_argument("--system", action="append", choices=SYSTEMS, help="only this system (repeatable)")
     parser.add_argument(
@@ -776,6 +791,9 @@ def main() -> None:
         help=f"seconds between the emulated devices' measurements in the whole cabin (default {DEVICE_PERIOD:g})",
     )
     args = parser.parse_args()
+    if args.tree is not None:
+        global TREE
+        TREE = args.tree.resolve()
     if args.device_period <= 0 or args.seconds <= 0:
         parser.error("--seconds and --device-period must be > 0")
     logging.basicConfig(level=logging.WARNING)

@@ -174,8 +174,10 @@ class CallSession(AsyncResource):
         self._tasks: set[asyncio.Task[None]] = set()
         # The professional's tracks, by kind, each read once and shared: the call's own consumer, the cabin screen.
         self.remote: dict[str, TrackRelay] = {}
-        # Their video, still encoded (the gateway never decodes it: only the cabin screen's browser shows it).
+        # Their video, still encoded (the gateway never decodes it: only the cabin screen's browser shows it), and
+        # their voice, also as it arrived, for the screen (the gateway decodes it for itself as well).
         self.remote_video: EncodedRelay | None = None
+        self.remote_audio: EncodedRelay | None = None
         # With a cabin screen, the camera is shared too: the professional and the citizen's own image.
         self._self_view = self_view
         self._local_video: TrackRelay | None = None
@@ -242,8 +244,13 @@ class CallSession(AsyncResource):
             video = self._adaptive
         if self._sources.audio is not None:
             self._audio_transceiver = self._pc.addTransceiver(self._sources.audio, direction="sendrecv")
+            audio_transceiver = self._audio_transceiver
         else:
-            self._pc.addTransceiver("audio", direction="recvonly")
+            audio_transceiver = self._pc.addTransceiver("audio", direction="recvonly")
+        if self._self_view:
+            voice = EncodedRelay(kind="audio", label=f"{self.label} remote audio")
+            if tap_receiver(audio_transceiver.receiver, voice.feed, keep_decoding=True):
+                self.remote_audio = voice
         if self.video:
             video_transceiver = self._pc.addTransceiver(video if video is not None else "video", direction="sendrecv")
             self._video_transceiver = video_transceiver
@@ -280,9 +287,12 @@ class CallSession(AsyncResource):
         # go below aiortc's 250 kbit/s floor, and the ladder that follows the link.
         if self._audio_transceiver is not None:
             enable_opus_fec(self._audio_transceiver)
-        if self.remote_video is not None and self._video_transceiver is not None:
-            codec = negotiated_codec(self._video_transceiver)
-            self.remote_video.mime_type = None if codec is None else codec.mimeType
+        # What the professional sends, known from the answer: the screen's hop is negotiated with the same codecs.
+        for transceiver in self._pc.getTransceivers():
+            encoded = {"audio": self.remote_audio, "video": self.remote_video}.get(transceiver.kind)
+            codec = negotiated_codec(transceiver)
+            if encoded is not None and codec is not None:
+                encoded.mime_type = codec.mimeType
         if self._adaptive is not None and self._video_transceiver is not None and self._adaptation is None:
             lower_bitrate_floor(self._video_transceiver)
             self._adaptation = AdaptationController(self._video_transceiver.sender, self._adaptive, label=self.label)
@@ -373,11 +383,11 @@ class CallSession(AsyncResource):
                 # here it would end aiortc's DTLS loop, and with it the whole call; the page keeps its last bundle.
                 log.warning("%s: FHIR bundle not sent: %s", self.label, exc)
 
-    def _on_encoded_video(self, mime_type: str, data: bytes, timestamp: int) -> None:
+    def _on_encoded_video(self, mime_type: str, clock_rate: int, data: bytes, timestamp: int) -> None:
         self.last_inbound = time.monotonic()
         self.stats.video_frames_received += 1
         if self.remote_video is not None:
-            self.remote_video.feed(mime_type, data, timestamp)
+            self.remote_video.feed(mime_type, clock_rate, data, timestamp)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video" and self.remote_video is not None:
@@ -396,6 +406,8 @@ class CallSession(AsyncResource):
             transceiver = self._video_transceiver
             receiving = transceiver is not None and transceiver.currentDirection in ("sendrecv", "recvonly")
             return self.remote_video.subscribe() if receiving and not self._closed else None
+        if kind == "audio" and self.remote_audio is not None and "audio" in self.remote:
+            return None if self._closed else self.remote_audio.subscribe()
         relay = self.remote.get(kind)
         return None if relay is None or self._closed else relay.subscribe(keep=keep)
 
@@ -466,7 +478,8 @@ class CallSession(AsyncResource):
         await self._sources.close()
         for relay in [*self.remote.values(), *([self._local_video] if self._local_video else [])]:
             await relay.close()
-        if self.remote_video is not None:
-            await self.remote_video.close()
+        for encoded in (self.remote_video, self.remote_audio):
+            if encoded is not None:
+                await encoded.close()
         await cancel_and_wait(list(self._tasks))
         self.ended.set()

@@ -387,7 +387,9 @@ class KioskServer(AsyncResource):
         waits = [changed.wait(), self._wake.wait()]
         session = self._session()
         if session is not None:
-            waits += [session.connected.wait(), session.ended.wait()]
+            # Only the events still to come: a set one returns at once, and the loop would spin (it did: a fifth of
+            # a core for the whole call).
+            waits += [event.wait() for event in (session.connected, session.ended) if not event.is_set()]
         timeout = IDLE_REFRESH
         if self._ending is not None:
             timeout = max(0.0, min(timeout, self._ending_until - time.monotonic()))

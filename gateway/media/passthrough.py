@@ -1,4 +1,4 @@
-"""The professional's video as it arrived, still encoded, for the cabin screen: decoded once, by the screen's browser.
+"""The professional's media as they arrived, still encoded, for the cabin screen: decoded once, by its browser.
 
 The gateway itself never looks at the professional's picture: it only hands it to the cabin screen's page over the
 loopback peer connection. Decoding it there and encoding it again for that hop costs a VP8 decode and a VP8 encode
@@ -14,6 +14,9 @@ Three seams into aiortc 1.16, each checked, each in this module only:
   a PLI or FIR, is turned into a PLI to the professional (`_send_rtcp_pli`, rtcrtpreceiver.py:630);
 - the codec: the loopback hop must negotiate the codec the professional sends (`codec_preferences_for`).
 A later aiortc without these names leaves the tap off and the gateway decodes as before (`tap_receiver` says so).
+
+The voice is tapped the same way but still decoded too (`keep_decoding`): the gateway listens to it (the call's
+liveness, the echo canceller's far end); only its second Opus encode, for the screen, is saved.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import asyncio
 import collections
 import fractions
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any, Final
@@ -36,7 +40,7 @@ log = logging.getLogger("cabine.gateway.media")
 
 _DECODER_QUEUE: Final = "_RTCRtpReceiver__decoder_queue"
 _DECODER_THREAD: Final = "_RTCRtpReceiver__decoder_thread"
-VIDEO_CLOCK: Final = fractions.Fraction(1, 90_000)
+_time_bases: dict[int, fractions.Fraction] = {}
 # Frames a slow subscriber may fall behind before it skips to the next keyframe (a second at 30 fps).
 KEEP: Final = 30
 # Keyframe requests on their way (a PLI is one RTCP packet: sent at once, never waited for).
@@ -45,10 +49,12 @@ _pending: set[asyncio.Future[None]] = set()
 
 def is_keyframe(mime_type: str, data: bytes) -> bool:
     """Whether an encoded frame can be decoded on its own (VP8: the frame tag's P bit is 0, RFC 6386 §9.1; H264:
-    an IDR slice, NAL type 5, in Annex B as aiortc's depayloader gives it)."""
+    an IDR slice, NAL type 5, in Annex B as aiortc's depayloader gives it; audio: always)."""
+    name = mime_type.lower()
+    if name.startswith("audio/"):
+        return True
     if not data:
         return False
-    name = mime_type.lower()
     if name == "video/vp8":
         return data[0] & 0x01 == 0
     if name == "video/h264":
@@ -61,37 +67,49 @@ def is_keyframe(mime_type: str, data: bytes) -> bool:
     return False
 
 
-class EncodedTap:
-    """Stands in for aiortc's decoder queue: frames go to `on_frame(mime_type, data, timestamp)` on the event loop.
+# on_frame(mime type, clock rate, encoded frame, RTP timestamp)
+OnFrame = Callable[[str, int, bytes, int], None]
 
-    aiortc's decoder thread blocks in `get()` until the receiver stops (aiortc then puts None), so it decodes nothing.
+
+class EncodedTap:
+    """Stands in for aiortc's decoder queue: frames go to `on_frame` on the event loop.
+
+    Without `inner`, aiortc's decoder thread blocks in `get()` until the receiver stops (aiortc then puts None), so
+    it decodes nothing; with it, every frame also goes on to `inner`, aiortc's own queue, and is decoded as before.
     """
 
-    def __init__(self, on_frame: Callable[[str, bytes, int], None]) -> None:
+    def __init__(self, on_frame: OnFrame, inner: queue.Queue[Any] | None = None) -> None:
         self._on_frame = on_frame
+        self._inner = inner
         self._stopped = threading.Event()
 
     def put(self, item: Any) -> None:
-        if item is None:
+        if item is not None:
+            codec, frame = item
+            self._on_frame(str(codec.mimeType), int(codec.clockRate), bytes(frame.data), int(frame.timestamp))
+        if self._inner is not None:
+            self._inner.put(item)
+        elif item is None:
             self._stopped.set()
-            return
-        codec, frame = item
-        self._on_frame(str(codec.mimeType), bytes(frame.data), int(frame.timestamp))
 
-    def get(self) -> None:
+    def get(self) -> Any:
+        if self._inner is not None:
+            return self._inner.get()
         self._stopped.wait()
         return None
 
 
-def tap_receiver(receiver: RTCRtpReceiver, on_frame: Callable[[str, bytes, int], None]) -> bool:
-    """Have `receiver` hand its encoded frames to `on_frame` instead of decoding them; True if done.
+def tap_receiver(receiver: RTCRtpReceiver, on_frame: OnFrame, *, keep_decoding: bool = False) -> bool:
+    """Have `receiver` hand its encoded frames to `on_frame`, instead of decoding them or, with `keep_decoding`,
+    as well; True if done.
 
     Call it before the answer (or offer) that starts the receiver is applied. False, and nothing changed, when the
     receiver already decodes or aiortc keeps its decoder queue elsewhere.
     """
-    if not hasattr(receiver, _DECODER_QUEUE) or getattr(receiver, _DECODER_THREAD, None) is not None:
+    inner = getattr(receiver, _DECODER_QUEUE, None)
+    if not isinstance(inner, queue.Queue) or getattr(receiver, _DECODER_THREAD, None) is not None:
         return False
-    setattr(receiver, _DECODER_QUEUE, EncodedTap(on_frame))
+    setattr(receiver, _DECODER_QUEUE, EncodedTap(on_frame, inner if keep_decoding else None))
     return True
 
 
@@ -117,8 +135,9 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> b
 
 
 def codec_preferences_for(mime_type: str) -> list[RTCRtpCodecCapability]:
-    """The sender capabilities of `mime_type` only (with their RTX), for the loopback hop's transceiver."""
-    capabilities = RTCRtpSender.getCapabilities("video")
+    """The sender capabilities of `mime_type` only (with their RTX for video), for the loopback hop's transceiver."""
+    kind = mime_type.split("/", 1)[0].lower()
+    capabilities = RTCRtpSender.getCapabilities(kind)
     wanted = [c for c in capabilities.codecs if c.mimeType.lower() == mime_type.lower()]
     rtx = [c for c in capabilities.codecs if c.mimeType.lower() == "video/rtx"]
     return [*wanted, *rtx] if wanted else []
@@ -127,10 +146,9 @@ def codec_preferences_for(mime_type: str) -> list[RTCRtpCodecCapability]:
 class EncodedTrack(MediaStreamTrack):
     """A subscriber of an EncodedRelay: yields `av.Packet`s, starting at a keyframe and never after a gap."""
 
-    kind = "video"
-
     def __init__(self, relay: EncodedRelay) -> None:
         super().__init__()
+        self.kind = relay.kind
         self.skipped = 0
         self._relay: EncodedRelay | None = relay
         self._packets: collections.deque[Packet[Any]] = collections.deque()
@@ -148,7 +166,7 @@ class EncodedTrack(MediaStreamTrack):
         if self._relay is not None:
             self._relay.want_keyframe()
 
-    def _put(self, data: bytes, timestamp: int, keyframe: bool) -> None:
+    def _put(self, data: bytes, timestamp: int, keyframe: bool, time_base: fractions.Fraction) -> None:
         if self._waiting_keyframe and not keyframe:
             self.skipped += 1
             return
@@ -163,7 +181,7 @@ class EncodedTrack(MediaStreamTrack):
             return
         packet = Packet(data)
         packet.pts = timestamp
-        packet.time_base = VIDEO_CLOCK
+        packet.time_base = time_base
         self._packets.append(packet)
         self._ready.set()
 
@@ -200,7 +218,10 @@ class EncodedRelay(AsyncResource):
     screen's own request). close() ends every subscriber; idempotent.
     """
 
-    def __init__(self, *, keyframe_source: Callable[[], bool] | None = None, label: str = "") -> None:
+    def __init__(
+        self, *, kind: str = "video", keyframe_source: Callable[[], bool] | None = None, label: str = ""
+    ) -> None:
+        self.kind = kind
         self.label = label
         self.mime_type: str | None = None
         self.frames = 0
@@ -209,7 +230,7 @@ class EncodedRelay(AsyncResource):
         self._subscribers: set[EncodedTrack] = set()
         self._closed = False
 
-    def feed(self, mime_type: str, data: bytes, timestamp: int) -> None:
+    def feed(self, mime_type: str, clock_rate: int, data: bytes, timestamp: int) -> None:
         """One encoded frame from the tap (on the event loop)."""
         if self._closed:
             return
@@ -217,8 +238,9 @@ class EncodedRelay(AsyncResource):
         self.frames += 1
         self.last_frame_at = asyncio.get_running_loop().time()
         keyframe = is_keyframe(mime_type, data)
+        time_base = _time_bases.setdefault(clock_rate, fractions.Fraction(1, clock_rate))
         for track in list(self._subscribers):
-            track._put(data, timestamp, keyframe)
+            track._put(data, timestamp, keyframe, time_base)
 
     def subscribe(self) -> EncodedTrack:
         track = EncodedTrack(self)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fractions
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -25,7 +27,7 @@ from gateway.media.passthrough import (
     request_keyframe,
     tap_receiver,
 )
-from gateway.media.synthetic import PatternVideoTrack
+from gateway.media.synthetic import PatternVideoTrack, ToneAudioTrack
 from gateway.session import rtc_configuration
 
 pytestmark = pytest.mark.timeout(60)
@@ -43,6 +45,7 @@ def test_keyframes_are_recognised_in_vp8_and_h264() -> None:
     assert not is_keyframe("video/H264", non_idr)
     assert not is_keyframe("video/VP8", b"")
     assert not is_keyframe("video/AV1", VP8_KEY)
+    assert is_keyframe("audio/opus", b"\x78"), "every audio frame stands alone"
 
 
 async def connect(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> None:
@@ -117,15 +120,40 @@ async def test_a_subscriber_that_falls_behind_skips_to_the_next_keyframe() -> No
     relay = EncodedRelay(keyframe_source=lambda: asked.append(True) or True)
     track = relay.subscribe()
     assert asked == [True], "a new subscriber asks for a keyframe"
-    relay.feed("video/VP8", VP8_DELTA, 0)
+    relay.feed("video/VP8", 90_000, VP8_DELTA, 0)
     assert track.skipped == 1, "nothing before the first keyframe"
-    relay.feed("video/VP8", VP8_KEY, 3000)
+    relay.feed("video/VP8", 90_000, VP8_KEY, 3000)
     for i in range(40):  # never read: it falls behind by more than a second's worth
-        relay.feed("video/VP8", VP8_DELTA, 6000 + i * 3000)
+        relay.feed("video/VP8", 90_000, VP8_DELTA, 6000 + i * 3000)
     assert len(asked) >= 2, "falling behind asks for a keyframe again"
-    relay.feed("video/VP8", VP8_KEY, 200_000)
+    relay.feed("video/VP8", 90_000, VP8_KEY, 200_000)
     packet = await asyncio.wait_for(track.recv(), 1)
     assert packet.pts == 200_000 and bytes(packet) == VP8_KEY
+    assert packet.time_base == fractions.Fraction(1, 90_000)
     await relay.close()
     with pytest.raises(MediaStreamError):
         await asyncio.wait_for(track.recv(), 1)
+
+
+async def test_the_voice_is_forwarded_encoded_and_still_decoded_for_the_cabin() -> None:
+    async with peers(2) as (professional, cabin):
+        incoming = cabin.addTransceiver("audio", direction="recvonly")
+        voice = EncodedRelay(kind="audio", label="test voice")
+        assert tap_receiver(incoming.receiver, voice.feed, keep_decoding=True)
+        forwarded = voice.subscribe()
+        assert forwarded.kind == "audio"
+        await cabin.setLocalDescription(await cabin.createOffer())
+        await professional.setRemoteDescription(RTCSessionDescription(sdp=cabin.localDescription.sdp, type="offer"))
+        professional.addTrack(ToneAudioTrack())
+        await professional.setLocalDescription(await professional.createAnswer())
+        await cabin.setRemoteDescription(RTCSessionDescription(sdp=professional.localDescription.sdp, type="answer"))
+        # The cabin still hears the professional (decoded frames on its own track)...
+        decoded = [await asyncio.wait_for(incoming.receiver.track.recv(), 20) for _ in range(10)]
+        assert all(frame.sample_rate == 48_000 for frame in decoded)
+        # ...and the same frames, still in Opus, wait for the screen, on the Opus clock.
+        packets = [await asyncio.wait_for(forwarded.recv(), 5) for _ in range(10)]
+        assert voice.mime_type == "audio/opus"
+        assert all(p.time_base == fractions.Fraction(1, 48_000) for p in packets)
+        steps = {b.pts - a.pts for a, b in itertools.pairwise(packets)}
+        assert steps == {960}, "one 20 ms Opus frame after another"
+        await voice.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -158,3 +159,20 @@ async def test_the_screen_is_served_on_loopback_only() -> None:
 async def test_close_is_idempotent(kiosk: KioskServer) -> None:
     await kiosk.close()
     await kiosk.close()
+
+
+async def test_a_connected_call_does_not_keep_the_screen_awake(kiosk: KioskServer) -> None:
+    # A call that is up: its `connected` event is set and stays so. Waiting on it returned at once, and the screen's
+    # loop recomputed without pause for the whole call (a fifth of a core).
+    class UpCall:
+        connected = asyncio.Event()
+        ended = asyncio.Event()
+
+    UpCall.connected.set()
+    kiosk._session = lambda: UpCall  # type: ignore[method-assign,assignment,return-value]
+    changed = asyncio.Event()
+    waiting = asyncio.ensure_future(kiosk._wait(changed))
+    done, _ = await asyncio.wait({waiting}, timeout=0.5)
+    assert not done, "the loop waits for a change, not for an event that already happened"
+    UpCall.ended.set()  # one still to come wakes it
+    await asyncio.wait_for(waiting, 5)
