@@ -22,7 +22,6 @@ liveness, the echo canceller's far end); only its second Opus encode, for the sc
 from __future__ import annotations
 
 import asyncio
-import collections
 import fractions
 import logging
 import queue
@@ -30,11 +29,11 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
-from aiortc import MediaStreamTrack, RTCRtpCodecCapability, RTCRtpReceiver, RTCRtpSender
-from aiortc.mediastreams import MediaStreamError
+from aiortc import RTCRtpCodecCapability, RTCRtpReceiver, RTCRtpSender
 from av.packet import Packet
 
 from gateway.lifecycle import AsyncResource
+from gateway.media.relay import RelayedTrack
 
 log = logging.getLogger("cabine.gateway.media")
 
@@ -143,72 +142,41 @@ def codec_preferences_for(mime_type: str) -> list[RTCRtpCodecCapability]:
     return [*wanted, *rtx] if wanted else []
 
 
-class EncodedTrack(MediaStreamTrack):
+class EncodedTrack(RelayedTrack):
     """A subscriber of an EncodedRelay: yields `av.Packet`s, starting at a keyframe and never after a gap."""
 
     def __init__(self, relay: EncodedRelay) -> None:
-        super().__init__()
-        self.kind = relay.kind
+        super().__init__(relay, relay.kind, KEEP)
         self.skipped = 0
-        self._relay: EncodedRelay | None = relay
-        self._packets: collections.deque[Packet[Any]] = collections.deque()
-        self._ready = asyncio.Event()
+        self._encoded: EncodedRelay | None = relay
         self._waiting_keyframe = True
-        self._ended = False
 
     @property
     def mime_type(self) -> str | None:
         """The codec the frames are in (the call's negotiated one), None if unknown or ended."""
-        return None if self._relay is None else self._relay.mime_type
+        return None if self._encoded is None or self.readyState != "live" else self._encoded.mime_type
 
     def request_keyframe(self) -> None:
         """The consumer lost a picture (the cabin screen sent a PLI): ask the professional for a keyframe."""
-        if self._relay is not None:
-            self._relay.want_keyframe()
+        if self._encoded is not None and self.readyState == "live":
+            self._encoded.want_keyframe()
 
-    def _put(self, data: bytes, timestamp: int, keyframe: bool, time_base: fractions.Fraction) -> None:
+    def _put_encoded(self, data: bytes, timestamp: int, keyframe: bool, time_base: fractions.Fraction) -> None:
         if self._waiting_keyframe and not keyframe:
             self.skipped += 1
             return
         self._waiting_keyframe = False
-        if len(self._packets) >= KEEP:
+        if len(self._frames) >= KEEP:
             # Behind by a second: a frame dropped here would break every frame after it until a keyframe.
-            self.skipped += len(self._packets)
-            self._packets.clear()
+            self.skipped += len(self._frames)
+            self._frames.clear()
             self._waiting_keyframe = True
-            if self._relay is not None:
-                self._relay.want_keyframe()
+            self.request_keyframe()
             return
         packet = Packet(data)
         packet.pts = timestamp
         packet.time_base = time_base
-        self._packets.append(packet)
-        self._ready.set()
-
-    def _end(self) -> None:
-        self._ended = True
-        self._ready.set()
-
-    async def recv(self) -> Packet[Any]:
-        """The next encoded frame. Raises: MediaStreamError: stopped, or the professional's video ended."""
-        while True:
-            if self.readyState != "live":
-                raise MediaStreamError
-            if self._packets:
-                return self._packets.popleft()
-            if self._ended:
-                self.stop()
-                raise MediaStreamError
-            self._ready.clear()
-            await self._ready.wait()
-
-    def stop(self) -> None:
-        super().stop()
-        relay, self._relay = self._relay, None
-        if relay is not None:
-            relay._subscribers.discard(self)
-        self._packets.clear()
-        self._ready.set()
+        self._put(packet)
 
 
 class EncodedRelay(AsyncResource):
@@ -240,7 +208,11 @@ class EncodedRelay(AsyncResource):
         keyframe = is_keyframe(mime_type, data)
         time_base = _time_bases.setdefault(clock_rate, fractions.Fraction(1, clock_rate))
         for track in list(self._subscribers):
-            track._put(data, timestamp, keyframe, time_base)
+            track._put_encoded(data, timestamp, keyframe, time_base)
+
+    def _unsubscribe(self, track: RelayedTrack) -> None:
+        if isinstance(track, EncodedTrack):
+            self._subscribers.discard(track)
 
     def subscribe(self) -> EncodedTrack:
         track = EncodedTrack(self)

@@ -10,7 +10,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
@@ -25,14 +25,20 @@ log = logging.getLogger("cabine.gateway.media")
 Media: TypeAlias = "Frame | Packet[Any]"
 
 
-class RelayedTrack(MediaStreamTrack):
-    """A subscriber of a TrackRelay: a track like any other, ending when the source ends or when stopped."""
+class Subscribed(Protocol):
+    """What a relay offers the tracks it feeds: forgetting one that stopped."""
 
-    def __init__(self, relay: TrackRelay, kind: str, keep: int) -> None:
+    def _unsubscribe(self, track: RelayedTrack) -> None: ...
+
+
+class RelayedTrack(MediaStreamTrack):
+    """A subscriber of a relay: a track like any other, ending when the source ends or when stopped."""
+
+    def __init__(self, relay: Subscribed, kind: str, keep: int) -> None:
         super().__init__()
         self.kind = kind
         self.dropped = 0
-        self._relay: TrackRelay | None = relay
+        self._relay: Subscribed | None = relay
         self._keep = keep
         self._frames: collections.deque[Media] = collections.deque()
         self._ready = asyncio.Event()
