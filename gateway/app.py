@@ -17,6 +17,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
+from gateway.allocator import trim_periodically
 from gateway.cabin import CabinGateway, MeasurementHandler
 from gateway.config import CabinConfig, ScreenSettings
 from gateway.devices.readings import Reading
@@ -112,6 +113,7 @@ class Cabin(AsyncResource):
                 self._tasks.append(asyncio.create_task(self._pump(self._readings), name="cabin-readings"))
             if self._selftest_at_start:
                 self._tasks.append(asyncio.create_task(self._startup_selftest(), name="cabin-startup-selftest"))
+            self._tasks.append(asyncio.create_task(trim_periodically(), name="cabin-malloc-trim"))
         except BaseException:
             await self.close()
             raise

@@ -87,12 +87,11 @@ def add_demo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    from gateway.selftest.cabin import cabin_selftest
-
     from cabine.demo.run import DemoOptions, serve_demo
     from gateway.errors import ConfigError
     from gateway.media.codecs import VideoCodec
     from gateway.media.spec import SourceSpec, VideoFormat
+    from gateway.selftest.cabin import cabin_selftest
     from signaling.errors import SignalingError
     from signaling.protocol import AppointmentKind
 
@@ -124,6 +123,9 @@ def run_demo_command(args: argparse.Namespace) -> int:
         video_codec=VideoCodec(args.codec) if args.codec else None,
         selftest=cabin_selftest,
     )
+    from gateway.allocator import limit_arenas
+
+    limit_arenas()  # as `cabine gateway` does
     try:
         return asyncio.run(serve_demo(demo_options))
     except (OSError, SignalingError) as exc:

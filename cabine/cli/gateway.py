@@ -183,6 +183,9 @@ def run_gateway(args: argparse.Namespace) -> int:
         return _error(f"{exc} (enroll this cabin first: cabine cabin enroll --help)", EXIT_CONFIG)
     if action == "selftest":
         return asyncio.run(_selftest(config, settings, as_json=args.json))
+    from gateway.allocator import limit_arenas
+
+    limit_arenas()  # before any thread allocates: months of calls without the allocator's creep
     try:
         return asyncio.run(_run(config, settings))
     except OSError as exc:
