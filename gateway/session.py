@@ -35,6 +35,7 @@ from gateway.media.adaptation import (
     lower_bitrate_floor,
 )
 from gateway.media.audio_fec import enable_opus_fec
+from gateway.media.audio_level import install as install_audio_level
 from gateway.media.codecs import VideoCodec, prefer_video_codec
 from gateway.media.encoders import negotiated_codec
 from gateway.media.passthrough import EncodedRelay, request_keyframe, tap_receiver
@@ -190,6 +191,7 @@ class CallSession(AsyncResource):
         self._closed = False
         self.connected = asyncio.Event()
         self.ended = asyncio.Event()
+        install_audio_level()  # once is enough; every call checks, it costs nothing
         self._pc.on("track", self._on_track)
         self._pc.on("connectionstatechange", self._on_state)
 
