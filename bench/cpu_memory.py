@@ -53,6 +53,7 @@ DEVICE_PERIOD = 5.0
 # sample (cabine/demo/radio.py, _measure_periodically).
 READINGS_PER_PERIOD = 5
 
+
 def self_view_fps() -> int:
     """The citizen's own image's frame rate on the cabin screen: 15 since it is sent small (gateway/session.py's
     SELF_VIEW_FPS); the camera's for an older checkout measured with --tree."""
