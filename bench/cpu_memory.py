@@ -173,6 +173,15 @@ class _Group:
         self.points.append((time.monotonic(), self._used, rss))
 
 
+def _five_minute_means(ts: list[float], rss: list[float]) -> float | None:
+    """Mean RSS (MiB) over the window's last five minutes less over its first five; None below ten minutes."""
+    if not ts or ts[-1] < 600:
+        return None
+    first = [r for t, r in zip(ts, rss, strict=True) if t <= 300]
+    last = [r for t, r in zip(ts, rss, strict=True) if t >= ts[-1] - 300]
+    return sum(last) / len(last) - sum(first) / len(first)
+
+
 def _stats(points: list[tuple[float, float, int]]) -> dict[str, Any]:
     """CPU cores and RSS figures from (time, cumulative CPU seconds, RSS KiB) points."""
     (t0, c0, r0), (t1, c1, r1) = points[0], points[-1]
@@ -193,6 +202,9 @@ def _stats(points: list[tuple[float, float, int]]) -> dict[str, Any]:
         if t1 - t0 > 120
         else (r1 - r0) / 1024,
         "rss_slope_mib_per_min": slope * 60,
+        # For windows of ten minutes or more: the mean of the last five minutes less that of the first five, which a
+        # sample taken just before or after a malloc_trim (gateway/allocator.py, every minute) does not swing.
+        "rss_growth_5min_means_mib": _five_minute_means(ts, rss),
         "rss_series_mib": [round(x, 2) for x in rss],
         "cpu_series_cores": [
             round((b[1] - a[1]) / (b[0] - a[0]), 3) for a, b in itertools.pairwise(points) if b[0] > a[0]
@@ -645,7 +657,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         result = await measure_browser(receiver, size, args.codec, seconds, tmp, args.warmup)
                     print(
                         f"  cpu {result['cpu_cores']:.3f} cores, rss {result['rss_mib_end']:.1f} MiB, "
-                        f"growth {result['rss_growth_mib']:+.2f} MiB over {result['seconds']:.0f} s; "
+                        f"growth {result['rss_growth_mib']:+.2f} MiB over {result['seconds']:.0f} s"
+                        + (
+                            f" ({result['rss_growth_5min_means_mib']:+.2f} MiB between the first and last five minutes)"
+                            if result.get("rss_growth_5min_means_mib") is not None
+                            else ""
+                        )
+                        + "; "
                         f"machine {result['load']['machine_busy_cores']:.2f} cores busy, "
                         f"{result['load']['other_cores']:.2f} of them not this benchmark's",
                         flush=True,
