@@ -38,7 +38,7 @@ import common
 import network_profiles
 from playwright.async_api import Page
 
-from tests.networkrig import READINGS_JS, NetworkCall, doctor_joined, network_call, wait_for
+from tests.networkrig import READINGS_JS, NetworkCall, admit, doctor_joined, network_call, wait_for
 
 TRIGGER_EVERY = 1.5
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*nothing from the professional for ([\d.]+) s")
@@ -82,9 +82,7 @@ MONITOR_JS = """() => {
 async def doctor(call: NetworkCall, workdir: Path) -> AsyncIterator[Page]:
     """The doctor's Chromium in the doctor's namespace, on the link, joined, the citizen admitted, video flowing."""
     async with doctor_joined(call, workdir / "doctor-profile") as page:
-        await page.wait_for_function("() => !document.getElementById('admit').disabled", timeout=30_000)
-        await page.get_by_role("button", name="Faire entrer").click()
-        await page.wait_for_selector("body[data-state=inCall]", timeout=30_000)
+        await admit(page)
         await page.evaluate(MONITOR_JS)
         yield page
 

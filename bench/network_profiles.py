@@ -30,11 +30,18 @@ from pathlib import Path
 from typing import Any
 
 import common
-from playwright.async_api import BrowserContext, Page, async_playwright
+from playwright.async_api import BrowserContext, Page
 
-from tests.browser import CHROMIUM_FLAGS
-from tests.netlab import SIDES, TURN_IP, TURN_PORT, TURN_TLS_PORT, Role, Side, chromium_in
-from tests.networkrig import READINGS_JS, NetworkCall, doctor_joined, network_call, wait_for
+from tests.netlab import SIDES, TURN_IP, TURN_PORT, TURN_TLS_PORT, Role, Side
+from tests.networkrig import (
+    READINGS_JS,
+    NetworkCall,
+    admit,
+    chromium_in_namespace,
+    doctor_joined,
+    network_call,
+    wait_for,
+)
 
 SIZE = (640, 480)
 TRIGGER_EVERY = 1.5
@@ -100,22 +107,10 @@ async def serve_bench(context: BrowserContext) -> None:
 
 @contextlib.asynccontextmanager
 async def browser_in(call: NetworkCall, role: Role, profile: Path) -> AsyncIterator[BrowserContext]:
-    """A headless Chromium inside `role`'s namespace (its own network, no loopback candidates)."""
-    flags = [f for f in CHROMIUM_FLAGS if f != "--allow-loopback-in-peer-connection"]
-    async with async_playwright() as pw:
-        context = await pw.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(chromium_in(call.lab.ns(role), profile.parent)),
-            headless=True,
-            args=[*flags, "--ignore-certificate-errors"],
-            ignore_https_errors=True,
-            permissions=["camera", "microphone"],
-        )
-        try:
-            await serve_bench(context)
-            yield context
-        finally:
-            await context.close()
+    """A headless Chromium inside `role`'s namespace, serving the benchmark's pages."""
+    async with chromium_in_namespace(call, role, profile) as context:
+        await serve_bench(context)
+        yield context
 
 
 async def shape(call: NetworkCall, name: str) -> None:
@@ -184,9 +179,7 @@ async def run_cabine(call: NetworkCall, workdir: Path, args: argparse.Namespace)
     out: dict[str, Any] = {}
     async with doctor_joined(call, workdir / "doctor-profile") as page:
         await serve_bench(page.context)
-        await page.wait_for_function("() => !document.getElementById('admit').disabled", timeout=30_000)
-        await page.get_by_role("button", name="Faire entrer").click()
-        await page.wait_for_selector("body[data-state=inCall]", timeout=30_000)
+        await admit(page)
         await page.evaluate(ARRIVALS_JS)
         await wait_for(lambda: call.radio.subscribed("thermometer"), timeout=20, what="the thermometer")
         triggers: dict[int, float] = {}  # the n-th reading of the call -> when the citizen measured (wall clock)

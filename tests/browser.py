@@ -11,6 +11,17 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright
 
+# Video frames the page's call (window.cabine.pc) has decoded so far.
+FRAMES_JS = """async () => {
+  const pc = window.cabine.pc;
+  if (!pc) return 0;
+  let frames = 0;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") frames = s.framesDecoded || 0;
+  });
+  return frames;
+}"""
+
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
 
 CHROMIUM_FLAGS = [

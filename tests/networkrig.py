@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import BrowserContext, Page, async_playwright
 
 from cabine.demo.radio import EmulatedRadio
 from gateway.identity import CabinIdentity
@@ -33,7 +33,7 @@ from signaling.sqlite_store import SQLiteStore
 from signaling.tls import ensure_development_certificate
 from signaling.tokens import TokenSigner
 from signaling.turn import TurnSettings
-from tests.browser import CHROMIUM_FLAGS
+from tests.browser import CHROMIUM_FLAGS, wait_js
 from tests.netlab import SIGNALING_IP, SIGNALING_PORT, Coturn, Lab, NetnsThread, NsProcess, Role, chromium_in
 
 CABIN_ID = "cabin-netlab"
@@ -54,15 +54,6 @@ PAIR_JS = """async () => {
   const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
   return {local: local.candidateType, protocol: local.protocol, relayProtocol: local.relayProtocol ?? null,
           remote: remote.candidateType, address: local.address};
-}"""
-FRAMES_JS = """async () => {
-  const pc = window.cabine.pc;
-  if (!pc) return 0;
-  let frames = 0;
-  (await pc.getStats()).forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "video") frames = s.framesDecoded || 0;
-  });
-  return frames;
 }"""
 READINGS_JS = "() => window.cabine.vitals.readings.map((r) => ({seq: r.seq, kind: r.kind, at: r.measured_at}))"
 
@@ -251,27 +242,41 @@ async def network_call(
 
 
 @contextlib.asynccontextmanager
-async def doctor_joined(call: NetworkCall, profile_dir: Path) -> AsyncIterator[Page]:
-    """The doctor's Chromium inside the doctor's namespace, on the appointment's link, joined (the waiting room)."""
+async def chromium_in_namespace(call: NetworkCall, role: Role, profile_dir: Path) -> AsyncIterator[BrowserContext]:
+    """A headless Chromium inside `role`'s namespace, with a camera and a microphone (fake ones)."""
     # No loopback candidates in a namespace: the page gathers on its own interface.
     flags = [f for f in CHROMIUM_FLAGS if f != "--allow-loopback-in-peer-connection"]
     async with async_playwright() as pw:
         context = await pw.chromium.launch_persistent_context(
             str(profile_dir),
-            executable_path=str(chromium_in(call.lab.ns(Role.DOCTOR), call.workdir)),
+            executable_path=str(chromium_in(call.lab.ns(role), profile_dir.parent)),
             headless=True,
             args=[*flags, "--ignore-certificate-errors"],
             ignore_https_errors=True,
             permissions=["camera", "microphone"],
         )
         try:
-            page = await context.new_page()
-            await page.goto(call.link, timeout=20_000)
-            await page.wait_for_function("() => !document.getElementById('join').disabled", timeout=20_000)
-            await page.get_by_role("button", name="Rejoindre").click()
-            yield page
+            yield context
         finally:
             await context.close()
+
+
+@contextlib.asynccontextmanager
+async def doctor_joined(call: NetworkCall, profile_dir: Path) -> AsyncIterator[Page]:
+    """The doctor's Chromium inside the doctor's namespace, on the appointment's link, joined (the waiting room)."""
+    async with chromium_in_namespace(call, Role.DOCTOR, profile_dir) as context:
+        page = await context.new_page()
+        await page.goto(call.link, timeout=20_000)
+        await page.wait_for_function("() => !document.getElementById('join').disabled", timeout=20_000)
+        await page.get_by_role("button", name="Rejoindre").click()
+        yield page
+
+
+async def admit(page: Page) -> None:
+    """The doctor lets the citizen in, once the cabin says they are there; returns when the call is up."""
+    await wait_js(page, "() => !document.getElementById('admit').disabled", timeout=30, what="the citizen")
+    await page.get_by_role("button", name="Faire entrer").click()
+    await page.wait_for_selector("body[data-state=inCall]", timeout=30_000)
 
 
 async def wait_for(predicate: Any, *, timeout: float, what: str, every: float = 0.1) -> None:

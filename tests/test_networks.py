@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Page
 
-from tests.browser import wait_js
-from tests.networkrig import FRAMES_JS, PAIR_JS, READINGS_JS, NetworkCall, doctor_joined, network_call, wait_for
+from tests.browser import FRAMES_JS, wait_js
+from tests.networkrig import PAIR_JS, READINGS_JS, NetworkCall, admit, doctor_joined, network_call, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -31,13 +31,6 @@ def _needs_root_and_tools() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"network tests {reason} in CI")
         pytest.skip(f"network tests {reason}")
-
-
-async def admit(page: Page) -> None:
-    button = page.get_by_role("button", name="Faire entrer")
-    await wait_js(page, "() => !document.getElementById('admit').disabled", timeout=30, what="the citizen")
-    await button.click()
-    await page.wait_for_selector("body[data-state=inCall]", timeout=30_000)
 
 
 async def frames(page: Page) -> int:
@@ -61,11 +54,16 @@ async def take(call: NetworkCall, page: Page, count: int) -> None:
     """The citizen uses the thermometer; wait until the page shows `count` readings in all."""
     await wait_for(lambda: call.radio.subscribed("thermometer"), timeout=20, what="the gateway on the thermometer")
     call.radio.trigger("thermometer")
+    await readings_shown(page, count, timeout=20, what=f"reading {count} on the doctor's page")
+
+
+async def readings_shown(page: Page, count: int, *, timeout: float, what: str) -> None:
+    """Wait until the page shows `count` readings in all."""
 
     async def shown() -> bool:
         return len(await readings_on_page(page)) >= count
 
-    await wait_for(shown, timeout=20, what=f"reading {count} on the doctor's page")
+    await wait_for(shown, timeout=timeout, what=what)
 
 
 def exactly_once(readings: list[dict[str, Any]], count: int) -> None:
@@ -133,11 +131,7 @@ async def test_a_five_second_cut_with_readings_flowing(tmp_path: Path) -> None:
             await frames_flow(page, what="video after the cut")
             recovered = time.monotonic() - back_at
             assert await page.evaluate("window.cabine.pc.__before_cut") is None, "a fresh peer connection"
-
-            async def two() -> bool:
-                return len(await readings_on_page(page)) >= 2
-
-            await wait_for(two, timeout=15, what="the reading taken during the cut")
+            await readings_shown(page, 2, timeout=15, what="the reading taken during the cut")
             await take(call, page, 3)
             exactly_once(await readings_on_page(page), 3)
             print(f"cut detected by the doctor's page in {detected:.2f} s; video back {recovered:.2f} s after")
@@ -164,11 +158,7 @@ async def test_the_gateway_killed_and_restarted(tmp_path: Path) -> None:
             await page.wait_for_selector("body[data-state=inCall]", timeout=40_000)
             await frames_flow(page, what="video from the restarted gateway")
             seen_again = time.monotonic() - killed
-
-            async def two() -> bool:
-                return len(await readings_on_page(page)) >= 2
-
-            await wait_for(two, timeout=20, what="the journaled reading replayed")
+            await readings_shown(page, 2, timeout=20, what="the journaled reading replayed")
             # The reading the crash interrupted came back from the journal; none was shown twice.
             exactly_once(await readings_on_page(page), 2)
             # The thermometer stayed connected to BlueZ on behalf of the dead process, so it does not advertise: the

@@ -24,7 +24,7 @@ from playwright.async_api import Page
 from cabine.demo.radio import EmulatedRadio
 from gateway.devices.gatt import decode
 from gateway.devices.readings import DeviceIdentity
-from tests.browser import chromium, wait_js
+from tests.browser import FRAMES_JS, chromium, wait_js
 from tests.conftest import free_port
 from tests.gateway.test_resilient_media import write_y4m
 from tests.test_operator_flow import process
@@ -43,16 +43,6 @@ LUMA_JS = """() => {
   let sum = 0;
   for (let i = 0; i < pixels.length; i += 4) sum += 0.299 * pixels[i] + 0.587 * pixels[i + 1] + 0.114 * pixels[i + 2];
   return sum / (pixels.length / 4);
-}"""
-
-FRAMES_JS = """async () => {
-  const pc = window.cabine.pc;
-  if (!pc) return 0;
-  let frames = 0;
-  (await pc.getStats()).forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "video") frames = s.framesDecoded || 0;
-  });
-  return frames;
 }"""
 
 

@@ -473,10 +473,20 @@ class _SteeredTarget:
     _STORAGE: str
     _MAXIMUM: int
 
-    def _init_target(self, floor: int) -> None:
+    def __init__(self, floor: int) -> None:
+        super().__init__()  # aiortc's encoder, next in the MRO
         self._floor = floor
         self.estimate_bps: int | None = None
         self.ceiling_bps: float | None = None
+
+    @property
+    def target_bitrate(self) -> int:
+        return int(getattr(self, self._STORAGE))
+
+    @target_bitrate.setter
+    def target_bitrate(self, bitrate: int) -> None:
+        self.estimate_bps = bitrate  # aiortc sets the receiver's REMB here (rtcrtpsender.py:282-290)
+        self._steer()
 
     def _steer(self) -> None:
         if self.estimate_bps is None:
@@ -497,38 +507,12 @@ class _FlooredVp8Encoder(_SteeredTarget, vpx.Vp8Encoder):
     _STORAGE = "_Vp8Encoder__target_bitrate"  # aiortc's own storage (vpx.py:178)
     _MAXIMUM = vpx.MAX_BITRATE
 
-    def __init__(self, floor: int) -> None:
-        super().__init__()
-        self._init_target(floor)
-
-    @property
-    def target_bitrate(self) -> int:
-        return int(getattr(self, self._STORAGE))
-
-    @target_bitrate.setter
-    def target_bitrate(self, bitrate: int) -> None:
-        self.estimate_bps = bitrate  # aiortc sets the receiver's REMB here (rtcrtpsender.py:282-290)
-        self._steer()
-
 
 class _FlooredH264Encoder(_SteeredTarget, h264.H264Encoder):
     """aiortc's H264 encoder with the target rule of `_SteeredTarget`."""
 
     _STORAGE = "_H264Encoder__target_bitrate"  # aiortc's own storage (h264.py:120)
     _MAXIMUM = h264.MAX_BITRATE
-
-    def __init__(self, floor: int) -> None:
-        super().__init__()
-        self._init_target(floor)
-
-    @property
-    def target_bitrate(self) -> int:
-        return int(getattr(self, self._STORAGE))
-
-    @target_bitrate.setter
-    def target_bitrate(self, bitrate: int) -> None:
-        self.estimate_bps = bitrate
-        self._steer()
 
 
 def lower_bitrate_floor(transceiver: RTCRtpTransceiver, *, floor: int = MIN_VIDEO_BITRATE) -> bool:

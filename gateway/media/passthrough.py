@@ -39,7 +39,6 @@ log = logging.getLogger("cabine.gateway.media")
 
 _DECODER_QUEUE: Final = "_RTCRtpReceiver__decoder_queue"
 _DECODER_THREAD: Final = "_RTCRtpReceiver__decoder_thread"
-_time_bases: dict[int, fractions.Fraction] = {}
 # Frames a slow subscriber may fall behind before it skips to the next keyframe (a second at 30 fps).
 KEEP: Final = 30
 # Keyframe requests on their way (a PLI is one RTCP packet: sent at once, never waited for).
@@ -193,7 +192,7 @@ class EncodedRelay(AsyncResource):
         self.label = label
         self.mime_type: str | None = None
         self.frames = 0
-        self.last_frame_at: float | None = None
+        self._time_base = fractions.Fraction(1, 90_000)
         self._keyframe_source = keyframe_source
         self._subscribers: set[EncodedTrack] = set()
         self._closed = False
@@ -204,11 +203,11 @@ class EncodedRelay(AsyncResource):
             return
         self.mime_type = mime_type
         self.frames += 1
-        self.last_frame_at = asyncio.get_running_loop().time()
         keyframe = is_keyframe(mime_type, data)
-        time_base = _time_bases.setdefault(clock_rate, fractions.Fraction(1, clock_rate))
+        if self._time_base.denominator != clock_rate:
+            self._time_base = fractions.Fraction(1, clock_rate)
         for track in list(self._subscribers):
-            track._put_encoded(data, timestamp, keyframe, time_base)
+            track._put_encoded(data, timestamp, keyframe, self._time_base)
 
     def _unsubscribe(self, track: RelayedTrack) -> None:
         if isinstance(track, EncodedTrack):

@@ -10,27 +10,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime
 import hashlib
 import hmac
-import ipaddress
 import socket
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Final, Self
 
 from aioice import stun
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from signaling.tls import CertificatePaths, ensure_development_certificate
 from tests.netlab.addresses import SIDES, TURN_IP, TURN_PORT, TURN_RELAY_PORTS, TURN_TLS_PORT
 from tests.netlab.errors import NetlabError
 from tests.netlab.inns import NetnsThread, NsProcess, spawn
+from tests.netlab.resource import Started
 
 _START_TIMEOUT: Final = 10.0
 _PROBE_TIMEOUT: Final = 0.3
@@ -42,40 +35,6 @@ def credentials(secret: str, name: str, ttl: int) -> tuple[str, str]:
     username = f"{int(time.time()) + ttl}:{name}"
     digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
     return username, base64.b64encode(digest).decode()
-
-
-@dataclass(frozen=True, slots=True)
-class CertificateFiles:
-    cert: Path
-    key: Path
-
-
-def self_signed(directory: Path, ips: Sequence[str]) -> CertificateFiles:
-    """A throwaway EC certificate for `ips` (valid one day) and its key, as PEM files in `directory`."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "netlab TURN")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    files = CertificateFiles(directory / "turn-cert.pem", directory / "turn-key.pem")
-    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    files.key.chmod(0o600)
-    return files
 
 
 async def _stun_binding(address: tuple[str, int]) -> bool:
@@ -115,7 +74,7 @@ async def _answers(ip: str, port: int, tls_port: int) -> bool:
     return udp and tcp and tls
 
 
-class Coturn:
+class Coturn(Started):
     """coturn running in namespace `ns`; `async with Coturn(ns, tmp_path, secret=...) as turn:`.
 
     Raises (on start):
@@ -147,7 +106,7 @@ class Coturn:
         self._process: NsProcess | None = None
         self._closed = False
 
-    def argv(self, certificate: CertificateFiles) -> list[str]:
+    def argv(self, certificate: CertificatePaths) -> list[str]:
         """coturn's command line (the secret is on it: never log it)."""
         return [
             "turnserver",
@@ -189,8 +148,8 @@ class Coturn:
 
     @property
     def certificate(self) -> Path:
-        """The certificate's PEM file (a CA file for a client that verifies TLS)."""
-        return self.workdir / "turn-cert.pem"
+        """The authority's PEM file that signed coturn's certificate (a CA file for a client that verifies TLS)."""
+        return self.workdir / "certs" / "ca.crt"
 
     @property
     def process(self) -> NsProcess:
@@ -214,7 +173,9 @@ class Coturn:
         """
         self.workdir.mkdir(parents=True, exist_ok=True)
         # The delay forwarders' addresses too: a TLS client sent through one checks the name it dialled.
-        certificate = self_signed(self.workdir, [self.ip, *(a.delay_ip for a in SIDES.values())])
+        certificate = ensure_development_certificate(
+            self.workdir / "certs", (self.ip, *(a.delay_ip for a in SIDES.values()))
+        )
         self._process = await spawn(self.ns, self.argv(certificate), log_path=self.workdir / "turnserver.log")
         try:
             async with NetnsThread(self.ns, name="coturn-probe") as prober:
@@ -240,11 +201,3 @@ class Coturn:
         self._closed = True
         if self._process is not None:
             await self._process.terminate(timeout=2.0)
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()

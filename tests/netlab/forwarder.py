@@ -21,10 +21,10 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from types import TracebackType
 from typing import Final, Self
 
 from tests.netlab.errors import NetlabError
+from tests.netlab.resource import Started
 
 Address = tuple[str, int]
 
@@ -101,7 +101,7 @@ class _UdpClient:
     last_seen: float
 
 
-class Forwarder:
+class Forwarder(Started):
     """UDP and TCP from `listen` to `target`, each direction delayed by its DelayProfile; close() is safe twice."""
 
     def __init__(
@@ -210,14 +210,6 @@ class Forwarder:
             self._close_udp(self._listen_sock)
         if self._server is not None:
             await self._server.wait_closed()
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     # --- UDP ----------------------------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
 from tests.netlab.errors import NetlabError
+from tests.netlab.resource import Started
 
 T = TypeVar("T")
 
@@ -242,7 +243,7 @@ def _enter_netns(ns: str) -> None:
         os.close(fd)
 
 
-class NetnsThread:
+class NetnsThread(Started):
     """A thread inside network namespace `ns` running its own asyncio loop.
 
     `async with NetnsThread(ns) as thread: result = await thread.run(coro)`. Sockets, executor threads and
@@ -332,11 +333,3 @@ class NetnsThread:
             self._closed = True
             loop.call_soon_threadsafe(loop.stop)
             self._thread.join(_STOP_TIMEOUT)
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()

@@ -8,7 +8,6 @@ import contextlib
 import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, Self
 
 from tests.netlab import nft
@@ -29,6 +28,7 @@ from tests.netlab.errors import NetlabError
 from tests.netlab.forwarder import DelayProfile, Forwarder, Jitter
 from tests.netlab.inns import NetnsThread, NsProcess, in_ns, run, spawn
 from tests.netlab.names import PREFIX, clean_leftovers, delete_namespace, lab_name, new_token
+from tests.netlab.resource import Started
 from tests.netlab.shaping import LinkProfile, clear_rate_argv, rate_argv
 
 _SYSCTLS_ALL: Final = (
@@ -42,7 +42,7 @@ _ROUTING_ROLES: Final = frozenset({Role.CORE, Role.CABIN_ROUTER, Role.DOCTOR_ROU
 _DELAYED_PORTS: Final = ((TURN_PORT, True, True), (TURN_TLS_PORT, False, True))
 
 
-class Lab:
+class Lab(Started):
     """The namespaces, links, NAT and firewall; `async with Lab(tmp_path) as lab:`.
 
     Everything it made (namespaces and their devices, processes in them, its forwarders and threads) is gone after
@@ -308,11 +308,3 @@ class Lab:
         for forwarders in self._forwarders.values():
             for forwarder in forwarders:
                 await forwarder.close()
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
