@@ -11,10 +11,12 @@ to the decoders, a hook that makes an emulated device measure).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from gateway.allocator import trim_periodically
@@ -24,12 +26,17 @@ from gateway.devices.readings import Reading
 from gateway.devices.service import DeviceService
 from gateway.kiosk import KioskServer
 from gateway.lifecycle import AsyncResource, cancel_and_wait
+from gateway.remote_config import RemoteSettings
 from signaling.protocol import IncidentKind, SelftestReport
 
 log = logging.getLogger("cabine.gateway")
 
 # The self-test at start-up waits this long for signaling (its checks include signaling and the ICE servers).
 STARTUP_SELFTEST_WAIT = 20.0
+# The self-test runs by itself this long before each appointment: time for the operator to act on a failure.
+SELFTEST_LEAD = timedelta(minutes=10)
+# How often the schedule is looked at for an appointment coming up (also at each change of schedule).
+SCHEDULE_LOOK = 30.0
 
 SelftestRunner = Callable[["Cabin", str | None], Awaitable[SelftestReport]]
 NO_SCREEN = ScreenSettings(port=0)
@@ -62,6 +69,7 @@ class Cabin(AsyncResource):
         on_measurement_request: MeasurementHandler | None = None,
         selftest: SelftestRunner | None = None,
         selftest_at_start: bool = True,
+        selftest_lead: timedelta = SELFTEST_LEAD,
         screen_socket: socket.socket | None = None,
     ) -> None:
         self.config = config
@@ -69,6 +77,9 @@ class Cabin(AsyncResource):
         self._readings = readings
         self._selftest = selftest
         self._selftest_at_start = selftest_at_start and selftest is not None
+        self._selftest_lead = selftest_lead
+        # Appointments whose self-test ran already (bounded: the schedule holds a day at most).
+        self.tested_before: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._screen_socket = screen_socket
         self.gateway = CabinGateway(
             config,
@@ -76,6 +87,7 @@ class Cabin(AsyncResource):
             self_view=screen.port != 0,
             selftest=self.run_selftest if selftest is not None else None,
         )
+        self.gateway.on_config = self._apply_config
         self.devices: DeviceService | None = None
         self.kiosk: KioskServer | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -113,6 +125,8 @@ class Cabin(AsyncResource):
                 self._tasks.append(asyncio.create_task(self._pump(self._readings), name="cabin-readings"))
             if self._selftest_at_start:
                 self._tasks.append(asyncio.create_task(self._startup_selftest(), name="cabin-startup-selftest"))
+            if self._selftest is not None:
+                self._tasks.append(asyncio.create_task(self._selftest_before_appointments(), name="cabin-pretest"))
             self._tasks.append(asyncio.create_task(trim_periodically(), name="cabin-malloc-trim"))
         except BaseException:
             await self.close()
@@ -131,6 +145,17 @@ class Cabin(AsyncResource):
             await self._stack.aclose()
 
     # --- parts ---------------------------------------------------------------------------------------------
+
+    async def _apply_config(self, remote: RemoteSettings) -> None:
+        """The parts of a configuration from afar that are not the calls': the screen's languages, the devices.
+
+        Raises:
+            ConfigError: languages the screen cannot offer.
+        """
+        if remote.languages is not None and self.kiosk is not None:
+            self.kiosk.set_languages(remote.languages)
+        if remote.allow is not None and self.devices is not None:
+            await self.devices.set_allowlist(remote.allow)
 
     def _bluetooth_health(self, available: bool, reason: str) -> None:
         self.gateway.report_incident(IncidentKind.BLUETOOTH_UNAVAILABLE, not available, detail=reason)
@@ -153,6 +178,46 @@ class Cabin(AsyncResource):
         report = await self._selftest(self, request_id)
         await self.gateway.publish_selftest(report)
         return report
+
+    def appointments_due_for_a_test(self, now: datetime) -> list[str]:
+        """The appointments starting within the lead time whose self-test has not run yet."""
+        due = []
+        for info in self.gateway.schedule:
+            if info.id in self.tested_before:
+                continue
+            try:
+                starts = datetime.fromisoformat(info.starts_at.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            if starts - self._selftest_lead <= now < starts:
+                due.append(info.id)
+        return due
+
+    async def _selftest_before_appointments(self) -> None:
+        """Before each appointment, the self-test runs by itself: a failure reaches the operator, and the
+        professional's console, before the citizen is in the cabin. One failure never stops the loop."""
+        while True:
+            changed = self.gateway.changed
+            try:
+                for appointment_id in self.appointments_due_for_a_test(datetime.now(UTC)):
+                    self.tested_before[appointment_id] = None
+                    while len(self.tested_before) > 200:
+                        self.tested_before.popitem(last=False)
+                    report = await self.run_selftest(f"before-{appointment_id[:48]}")
+                    log.log(
+                        logging.INFO if report.ok else logging.WARNING,
+                        "cabin %s: self-test before appointment %s: %s",
+                        self.config.cabin_id,
+                        appointment_id[:12],
+                        "passed" if report.ok else "FAILED",
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("cabin %s: the self-test before an appointment failed to run", self.config.cabin_id)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SCHEDULE_LOOK):
+                    await changed.wait()
 
     async def _startup_selftest(self) -> None:
         with contextlib.suppress(TimeoutError):

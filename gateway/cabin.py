@@ -15,8 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from gateway.backoff import Backoff
-from gateway.config import CabinConfig
+from gateway.config import CabinConfig, config_digest
 from gateway.devices.readings import Reading
+from gateway.errors import ConfigError
+from gateway.heartbeat import PERIOD as HEARTBEAT_PERIOD
+from gateway.heartbeat import HeartbeatLoop
 from gateway.ice import host_addresses
 from gateway.journal import JournalError, ReadingJournal, journal_path
 from gateway.lifecycle import AsyncResource, cancel_and_wait
@@ -31,6 +34,7 @@ from gateway.link import (
     silent,
 )
 from gateway.media.sources import MediaSources
+from gateway.remote_config import RemoteSettings, parse_remote
 from gateway.selftest.ice import probe_url
 from gateway.session import CallSession, CallStats, SessionError, VideoRejected
 from gateway.signaling_client import SignalingClient, SignalingRefused, SignalingUnavailable
@@ -42,7 +46,11 @@ from signaling.protocol import (
     Bye,
     CallProblem,
     Candidate,
+    ConfigState,
+    ConfigStatus,
+    Configure,
     Error,
+    Heartbeat,
     HelpRequest,
     HelpStatus,
     IcePolicy,
@@ -119,11 +127,16 @@ class CabinGateway(AsyncResource):
         trigger: MeasurementHandler | None = None,
         self_view: bool = False,
         selftest: SelftestHandler | None = None,
+        heartbeat_period: float = HEARTBEAT_PERIOD,
     ) -> None:
         self.config = config
+        # What heartbeats name the configuration by (remote configuration numbers its versions; a file has a digest).
+        self.config_version = config_digest(config)
         self.label = f"cabin {config.cabin_id[:12]}"
         # Latest state of each medical device (connected, battery): no health data, shown to the doctor.
         self.devices: dict[str, dict[str, object]] = {}
+        # When each device's last reading arrived (the cabin's clock), for the heartbeat: the time, never the value.
+        self.last_reading_at: dict[str, datetime] = {}
         self._on_request = on_measurement_request
         # Asks a device to measure (the demo's emulated devices); real devices are used by the citizen instead.
         self._trigger = trigger
@@ -170,11 +183,18 @@ class CabinGateway(AsyncResource):
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._stack = ExitStack()
         self._closed = False
+        self.heartbeats = HeartbeatLoop(self, period=heartbeat_period)
+        # A configuration from afar that waits for the call in progress to end; and who applies the parts of it
+        # that are not the calls' (the cabin screen's languages, the device allowlist).
+        self.pending_config: RemoteSettings | None = None
+        self.config_status: ConfigStatus | None = None
+        self.on_config: Callable[[RemoteSettings], Awaitable[None]] | None = None
 
     async def __aenter__(self) -> CabinGateway:
         self._stack.enter_context(host_addresses(self.config.ice_addresses, add_loopback=True))
         self._open_journal()
         self._tasks.append(asyncio.create_task(self._signaling_loop(), name="cabin-signaling"))
+        self.heartbeats.start()
         return self
 
     async def close(self) -> None:
@@ -186,6 +206,7 @@ class CabinGateway(AsyncResource):
             return
         self._closed = True
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("stopping the heartbeat", self.heartbeats.stop),
             (
                 "stopping the loops",
                 lambda: cancel_and_wait([*self._tasks, *self._side_tasks, *self._supervisors.values()]),
@@ -316,6 +337,59 @@ class CabinGateway(AsyncResource):
         self._notify()
         self._spawn(self._send(incident), f"incident-{kind}")
 
+    async def _configure(self, message: Configure) -> None:
+        """Check a configuration from afar; apply it now, or when the call in progress ends; or refuse it."""
+        if self.config_status is not None and self.config_status.version == message.version:
+            await self._send(self.config_status)  # sent again after a reconnection: already handled
+            return
+        try:
+            remote = parse_remote(message.version, message.settings, self.config)
+        except ConfigError as exc:
+            log.warning("%s: configuration v%d refused: %s", self.label, message.version, exc)
+            await self._config_said(ConfigStatus(message.version, ConfigState.REFUSED, str(exc)[:500]))
+            return
+        if self.sessions or self.links:
+            self.pending_config = remote
+            log.info("%s: configuration v%d applies when the call ends", self.label, message.version)
+            await self._config_said(ConfigStatus(message.version, ConfigState.PENDING))
+            return
+        await self._apply_config(remote)
+
+    async def _apply_config(self, remote: RemoteSettings) -> None:
+        self.pending_config = None
+        try:
+            if self.on_config is not None:
+                await self.on_config(remote)
+        except Exception as exc:
+            log.exception("%s: configuration v%d could not be applied", self.label, remote.version)
+            await self._config_said(ConfigStatus(remote.version, ConfigState.REFUSED, f"not applied: {exc}"[:500]))
+            return
+        self.config = remote.applied_to(self.config)
+        self.config_version = f"v{remote.version}"
+        log.info("%s: configuration v%d applied", self.label, remote.version)
+        await self._config_said(ConfigStatus(remote.version, ConfigState.APPLIED))
+
+    async def _config_said(self, status: ConfigStatus) -> None:
+        self.config_status = status
+        self._notify()
+        await self._send(status)
+
+    async def send_heartbeat(self, heartbeat: Heartbeat) -> None:
+        await self._send(heartbeat)
+
+    def media_present(self, kind: str) -> bool:
+        """Whether the camera ("video") or microphone ("audio") is there: its device exists and no call found it
+        gone (what a call captures, the heartbeat tells apart)."""
+        spec = self.config.video if kind == "video" else self.config.audio
+        incident = IncidentKind.CAMERA_UNAVAILABLE if kind == "video" else IncidentKind.MICROPHONE_UNAVAILABLE
+        if (incident, "") in self.incidents:
+            return False
+        try:
+            spec.check_available()
+        except ConfigError:
+            return False
+        return True
+
     def _media_health(self, kind: str, available: bool, reason: str) -> None:
         incident = IncidentKind.CAMERA_UNAVAILABLE if kind == "video" else IncidentKind.MICROPHONE_UNAVAILABLE
         self.report_incident(incident, not available, detail=reason)
@@ -440,6 +514,8 @@ class CabinGateway(AsyncResource):
             log.warning("%s: the professional's side reports %s: %s", self.label, message.problem, message.detail)
         elif isinstance(message, HelpStatus):
             self._help_status(message)
+        elif isinstance(message, Configure):
+            await self._configure(message)
         elif isinstance(message, SelftestRequest):
             self._spawn(self._run_selftest(message.request_id), "cabin-selftest")
         elif isinstance(message, Error):
@@ -717,6 +793,8 @@ class CabinGateway(AsyncResource):
             self.finished_calls.append(session.stats)
             log.info("%s: call ended", session.label)
             self._notify()
+        if self.pending_config is not None and not self.sessions and not self.links and not self._closed:
+            await self._apply_config(self.pending_config)
 
     def _schedule_forget(self, appointment_id: str) -> None:
         if appointment_id not in self._outboxes:
@@ -789,7 +867,13 @@ class CabinGateway(AsyncResource):
             "connected": state.connected,
             "battery": state.battery_percent,
         }
+        seen = getattr(state, "seen", None)
+        if isinstance(seen, bool):
+            wire["seen"] = seen
+        changed = self.devices.get(state.address) != wire
         self.devices[state.address] = wire
+        if changed:
+            self._notify()
         session = self.medical_session()
         if session is not None:
             session.push_device_state(wire)
@@ -797,6 +881,9 @@ class CabinGateway(AsyncResource):
     def deliver_reading(self, reading: Reading) -> None:
         """A reading from a device: to the medical call if one is kept up (even while it reconnects: it waits in
         the outbox), else nowhere (it is not kept)."""
+        address = reading.device.address
+        if address in self.last_reading_at or len(self.last_reading_at) < MAX_DEVICES:
+            self.last_reading_at[address] = datetime.now(UTC)
         link = self.medical_link()
         if link is None:
             self.readings_discarded += 1

@@ -8,6 +8,7 @@ one by one in `deploy/cabin.toml` and the README.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -23,10 +24,11 @@ from gateway.devices.gatt.uuids import HEALTH_SERVICE_KEYS
 from gateway.errors import ConfigError
 from gateway.identity import CabinIdentity, default_key_file
 from gateway.media.spec import SourceSpec, VideoCodec, VideoFormat
+from signaling.protocol import SCREEN_LANGUAGES
 
 DEFAULT_CONFIG_FILE: Final = Path("/etc/cabine/cabin.toml")
 CONFIG_ENV: Final = "CABINE_CONFIG"
-KNOWN_LANGUAGES: Final = ("fr", "en")
+KNOWN_LANGUAGES: Final = SCREEN_LANGUAGES
 SYSTEM_RUNTIME_DIR: Final = Path("/run/cabine")
 
 
@@ -554,3 +556,9 @@ class CabinConfig:
 
     def ws_url(self) -> str:
         return self.signaling_url.rstrip("/") + "/ws/cabin"
+
+
+def config_digest(config: CabinConfig) -> str:
+    """A short digest of what the cabin runs with (never its key), for heartbeats: two cabins with the same
+    digest run the same settings."""
+    return "sha256:" + hashlib.sha256(repr(config).encode()).hexdigest()[:12]

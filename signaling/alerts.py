@@ -38,6 +38,11 @@ class AlertKind(enum.StrEnum):
     DEVICE_MISSING = "device-missing"
     BLUETOOTH_UNAVAILABLE = "bluetooth-unavailable"
     TURN_REFUSED = "turn-refused"
+    # Raised and cleared by signaling itself, from the cabin's connection, heartbeats and self-tests.
+    OFFLINE = "offline"
+    BATTERY_LOW = "battery-low"
+    CLOCK_SKEW = "clock-skew"
+    SELFTEST_FAILED = "selftest-failed"
 
     @classmethod
     def of_incident(cls, kind: IncidentKind) -> AlertKind:
@@ -131,10 +136,22 @@ class AlertBook:
         The alert is None when the cabin already has MAX_INCIDENTS_PER_CABIN open (or the book is full): the
         incident is then dropped, the open ones still show that the cabin needs someone.
         """
-        key = (cabin_id, AlertKind.of_incident(kind), subject)
+        return self.open_condition(cabin_id, AlertKind.of_incident(kind), subject, detail, now)
+
+    def open_condition(
+        self, cabin_id: str, kind: AlertKind, subject: str, detail: str, now: datetime, *, repeat: bool = True
+    ) -> tuple[Alert | None, bool]:
+        """Open an alert of any kind but a call for help, or refresh the open one (`repeat`: count it again);
+        returns (alert, whether it is new), as `open_incident` does."""
+        key = (cabin_id, kind, subject)
         current = self._open.get(key)
         if current is not None:
-            updated = replace(current, presses=current.presses + 1, last_pressed_at=now, detail=detail)
+            updated = replace(
+                current,
+                presses=current.presses + (1 if repeat else 0),
+                last_pressed_at=now if repeat else current.last_pressed_at,
+                detail=detail,
+            )
             self._open[key] = updated
             return updated, False
         of_cabin = sum(1 for a in self._open.values() if a.cabin_id == cabin_id and a.kind is not AlertKind.HELP)
@@ -146,7 +163,7 @@ class AlertBook:
             appointment_id=None,
             raised_at=now,
             last_pressed_at=now,
-            kind=key[1],
+            kind=kind,
             subject=subject,
             detail=detail,
         )
@@ -155,12 +172,20 @@ class AlertBook:
 
     def clear_incident(self, cabin_id: str, kind: IncidentKind, subject: str, now: datetime) -> Alert | None:
         """The cabin says the incident is over: resolve its alert; None if none was open."""
-        alert = self._open.pop((cabin_id, AlertKind.of_incident(kind), subject), None)
+        return self.clear_condition(cabin_id, AlertKind.of_incident(kind), subject, now, "cabin")
+
+    def clear_condition(self, cabin_id: str, kind: AlertKind, subject: str, now: datetime, by: str) -> Alert | None:
+        """The condition is over: resolve its alert; None if none was open."""
+        alert = self._open.pop((cabin_id, kind, subject), None)
         if alert is None:
             return None
-        resolved = replace(alert, resolved_at=now, resolved_by="cabin")
+        resolved = replace(alert, resolved_at=now, resolved_by=by)
         self._resolved.append(resolved)
         return resolved
+
+    def get(self, cabin_id: str, kind: AlertKind, subject: str = "") -> Alert | None:
+        """The open alert of this cabin, kind and subject, if any."""
+        return self._open.get((cabin_id, kind, subject))
 
     def open_alerts(self, kind: AlertKind | None = None) -> list[Alert]:
         """Open alerts (of one kind, if given), oldest first."""

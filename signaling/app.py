@@ -15,7 +15,7 @@ from aiohttp.web_request import BaseRequest
 
 from signaling.config import ServerConfig
 from signaling.forwarding import forwarded_client
-from signaling.http import alerts, appointments, cabins, pages, rest
+from signaling.http import alerts, appointments, cabin_config, cabins, fleet, health, pages, rest
 from signaling.hub import Hub
 from signaling.keys import CLIENT_ADDRESS, CONFIG, HUB, ON_APPOINTMENT_CREATED, ON_CABIN_DISABLED, ON_CANCEL
 from signaling.ws import websocket
@@ -82,7 +82,9 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
                 log.exception("housekeeping failed")
 
     task = asyncio.create_task(loop(), name="signaling-housekeeping")
+    await hub.webhooks.__aenter__()
     yield
+    await hub.webhooks.close()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -100,6 +102,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[ON_APPOINTMENT_CREATED] = hub.appointment_created
     app.cleanup_ctx.append(_housekeeping)
     pages.add_routes(app)
+    health.add_routes(app)
     app.router.add_get("/ws/{role}", websocket)
     # Only the pages signaling serves and what they use: not the package's own files, nor the cabin screen's.
     for folder in ("pro", "operator", "shared", "vendor"):
@@ -107,5 +110,7 @@ def create_app(config: ServerConfig) -> web.Application:
     alerts.add_routes(app)
     appointments.add_routes(app)
     cabins.add_routes(app)
+    fleet.add_routes(app)
+    cabin_config.add_routes(app)
     rest.add_catch_all(app)  # last: it answers every other /api/v1 path
     return app

@@ -14,6 +14,7 @@ from signaling.protocol import IcePolicy, IceServer
 from signaling.store import Store
 from signaling.tokens import TokenSigner
 from signaling.turn import TurnSettings
+from signaling.webhooks import WebhookTarget
 from webclient import WEBCLIENT_DIR
 
 
@@ -57,6 +58,11 @@ class ServerConfig:
     refresh_interval: float = 30.0
     # A call still going when its window ends may run this much longer; then its room is closed.
     overtime: timedelta = timedelta(minutes=15)
+    # The fleet's alerts: a cabin offline, a device not connected, for longer than this.
+    offline_after: timedelta = timedelta(minutes=2)
+    device_missing_after: timedelta = timedelta(minutes=10)
+    # Booking systems told of appointment events and cabin alerts (signed POSTs; see signaling/webhooks.py).
+    webhooks: tuple[WebhookTarget, ...] = ()
 
     def operator_key_ok(self, key: str) -> bool:
         digest = hash_api_key(key)

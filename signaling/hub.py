@@ -20,10 +20,18 @@ from signaling.cabin_auth import ReplayCache
 from signaling.config import ServerConfig
 from signaling.connection import Client, refuse
 from signaling.errors import SignalingError
-from signaling.models import AuditAction, AuditEvent
+from signaling.fleet import Condition, Fleet
+from signaling.metrics import FleetCollector, Metrics
+from signaling.models import Appointment, AuditAction, AuditEvent
 from signaling.protocol import (
+    AppointmentKind,
     Bye,
+    CabinCheck,
     CloseCode,
+    ConfigState,
+    ConfigStatus,
+    Configure,
+    Heartbeat,
     HelpRequest,
     HelpStatus,
     IceServer,
@@ -38,10 +46,16 @@ from signaling.rooms import Room, RoomError, Rooms
 from signaling.selftests import ReceivedReport, SelftestBook
 from signaling.tokens import TokenError, TokenRefusal
 from signaling.turn import ice_servers
+from signaling.webhooks import WebhookSender
 
 log = logging.getLogger("cabine.signaling")
 
 SCHEDULE_HORIZON = timedelta(hours=24)
+# A failed self-test older than this is not told to a professional who joins (the cabin tests itself again before
+# each appointment).
+SELFTEST_NEWS = timedelta(hours=2)
+# What a professional of each kind of appointment is told about: the medical devices matter to doctors only.
+_NOT_FOR_PROFESSIONALS = ("clock",)
 
 
 class CabinNotConnected(SignalingError, LookupError):
@@ -77,6 +91,38 @@ class Hub:
         self.alerts = AlertBook()
         self.selftests = SelftestBook()
         self._pending: dict[str, _PendingSelftest] = {}  # by cabin id: at most one request in flight per cabin
+        self.fleet = Fleet(
+            config.clock(), offline_after=config.offline_after, device_missing_after=config.device_missing_after
+        )
+        # Appointments a professional joined, until they end (to count reconnections).
+        self._joined: dict[str, datetime] = {}
+        # The conditions each cabin's alerts stand for now (fleet kinds and failed self-tests); only cabins with some.
+        self._conditions: dict[str, dict[Condition, str]] = {}
+        self.metrics = Metrics()
+        self.metrics.watch(FleetCollector(self.fleet, self.alerts, lambda: len(self.rooms), config.clock))
+        # Replaced at every change the operators' dashboard shows; its live view waits on it.
+        self.changed = asyncio.Event()
+        self.changes = 0  # counts notify(): the dashboards' shared snapshot is rebuilt once per change
+        # The latest fleet snapshot sent to dashboards: (change count, monotonic time built, its text).
+        self.snapshot: tuple[int, float, str] | None = None
+        # What each cabin last said of the configuration sent from afar: (version, state, reason).
+        self.config_status: dict[str, ConfigStatus] = {}
+        self._sends: set[asyncio.Future[None]] = set()
+        self.webhooks = WebhookSender(
+            config.webhooks, on_outcome=lambda outcome: self.metrics.webhooks.labels(outcome=outcome).inc()
+        )
+        # For the booking systems' "ended" and "no-show": calls that started, endings already told (by end time).
+        self._calls_started: dict[str, datetime] = {}
+        self._endings_told: dict[str, datetime] = {}
+        self._endings_checked = config.clock()
+        self.live_views = 0  # dashboards open over a WebSocket (bounded by signaling/http/fleet.py)
+        self.closing = False
+
+    def notify(self) -> None:
+        """Something the dashboard shows changed: wake its live views."""
+        self.changes += 1
+        self.changed.set()
+        self.changed = asyncio.Event()
 
     def audit(
         self,
@@ -111,6 +157,7 @@ class Hub:
     # --- telling both ends -----------------------------------------------------------------------------------
 
     async def publish_state(self, room: Room[Client]) -> None:
+        self.notify()
         state = self.rooms.state(room)
         if room.professional is not None:
             await room.professional.send(state)
@@ -125,12 +172,15 @@ class Hub:
                 self.rooms.admit(room.appointment_id, room.professional)
                 self.config.store.set_admitted(room.appointment_id, self.config.clock())
                 self.audit(AuditAction.ADMITTED, "system", appointment_id=room.appointment_id, detail="auto")
+                self.citizen_admitted(room, "system")
                 await self.publish_state(room)
         if not self.rooms.ready(room):
             return
         pro, cabin = room.professional, self.rooms.cabin(room.cabin_id)
         if pro is None or cabin is None:
             return
+        self.metrics.sessions.labels(kind=room.kind.value).inc()
+        self._calls_started[room.appointment_id] = room.ends_at
         await pro.send(PeerJoined(appointment_id=room.appointment_id, role=Role.CABIN, kind=room.kind))
         await cabin.send(
             PeerJoined(
@@ -176,6 +226,125 @@ class Hub:
                 )
                 await refuse(room.professional.ws, CloseCode.FORBIDDEN, str(TokenError(TokenRefusal.OUTSIDE_WINDOW)))
         self.replays.prune(now.timestamp())
+        for appointment_id, ends_at in list(self._joined.items()):
+            if ends_at + self.config.overtime < now:
+                del self._joined[appointment_id]
+        self.check_fleet()
+        self._tell_endings(now)
+
+    def check_fleet(self) -> None:
+        """Raise or clear every cabin's offline alert (and the others the fleet derives) as time goes by."""
+        watched = {c.id for c in self.config.store.list_cabins() if c.enrolled and not c.disabled}
+        for cabin_id in watched | set(self._conditions):
+            self._reconcile(cabin_id, watched=cabin_id in watched)
+
+    def _reconcile(self, cabin_id: str, *, watched: bool = True, selftest: dict[Condition, str] | None = None) -> None:
+        """Make the cabin's fleet alerts (and, given `selftest`, its self-test alert) match its conditions now.
+
+        An alert opens when its condition appears and closes when it goes: an operator who resolved one while the
+        condition held is not asked again until the condition comes back.
+        """
+        now = self.config.clock()
+        before = self._conditions.get(cabin_id, {})
+        wanted = self.fleet.conditions(cabin_id, now) if watched else {}
+        kept_selftest = {k: v for k, v in before.items() if k[0] is AlertKind.SELFTEST_FAILED}
+        wanted.update(kept_selftest if selftest is None else selftest)
+        changed = False
+        for (kind, subject), detail in wanted.items():
+            if (kind, subject) in before:
+                # The condition goes on: its open alert shows the latest words; one an operator resolved stays so.
+                if before[(kind, subject)] != detail and self.alerts.get(cabin_id, kind, subject) is not None:
+                    self.alerts.open_condition(cabin_id, kind, subject, detail, now, repeat=False)
+                    changed = True
+                continue
+            alert, new = self.alerts.open_condition(cabin_id, kind, subject, detail, now, repeat=False)
+            changed = True
+            if alert is not None and new:
+                log.warning("cabin %s: ALERT %s %s: %s", cabin_id[:12], kind.value, subject, detail)
+                self.audit(
+                    AuditAction.INCIDENT_OPENED, "signaling", cabin_id=cabin_id, detail=f"{kind.value}: {detail}"
+                )
+                self.on_alert(alert)
+        for kind, subject in before.keys() - wanted.keys():
+            cleared = self.alerts.clear_condition(cabin_id, kind, subject, now, "signaling")
+            changed = True
+            if cleared is not None:
+                log.info("cabin %s: alert %s %s over", cabin_id[:12], kind.value, subject)
+                self.audit(AuditAction.INCIDENT_CLEARED, "signaling", cabin_id=cabin_id, detail=kind.value)
+                self.on_alert(cleared)
+        if wanted:
+            self._conditions[cabin_id] = wanted
+        else:
+            self._conditions.pop(cabin_id, None)
+        if changed:
+            self.notify()
+
+    def on_alert(self, alert: Alert) -> None:
+        """An alert opened or closed: the booking systems' webhooks are told (no health data in an alert)."""
+        self.webhooks.send(
+            "alert.opened" if alert.open else "alert.closed",
+            {
+                "alert_id": alert.id,
+                "cabin_id": alert.cabin_id,
+                "kind": alert.kind.value,
+                "subject": alert.subject,
+                "detail": alert.detail,
+                "appointment_id": alert.appointment_id,
+            },
+            self.config.clock(),
+        )
+
+    def appointment_event(self, event_type: str, appointment: Appointment | Room[Client], **extra: object) -> None:
+        """Tell the booking systems about an appointment (its ids, kind and times: never who the citizen is)."""
+        if isinstance(appointment, Appointment):
+            data: dict[str, object] = {
+                "appointment_id": appointment.id,
+                "cabin_id": appointment.cabin_id,
+                "kind": appointment.kind.value,
+                "starts_at": appointment.starts_at.isoformat(),
+                "ends_at": appointment.ends_at.isoformat(),
+            }
+        else:
+            data = {
+                "appointment_id": appointment.appointment_id,
+                "cabin_id": appointment.cabin_id,
+                "kind": appointment.kind.value,
+                "ends_at": appointment.ends_at.isoformat(),
+            }
+        self.webhooks.send(event_type, {**data, **extra}, self.config.clock())
+
+    def call_ended(self, room: Room[Client], reason: str) -> None:
+        """The call of this room is over (a bye, or its time): told once."""
+        if room.appointment_id in self._endings_told:
+            return
+        self._endings_told[room.appointment_id] = room.ends_at
+        self.appointment_event("appointment.ended", room, reason=reason)
+
+    def citizen_admitted(self, room: Room[Client], by: str) -> None:
+        self.appointment_event("appointment.citizen_admitted", room, by=by)
+
+    def _tell_endings(self, now: datetime) -> None:
+        """Appointments whose time ended since the last look: "ended" if their call started, else "no-show"."""
+        since, self._endings_checked = self._endings_checked, now
+        for appointment in self.config.store.list_appointments(since=since, until=now, include_cancelled=False):
+            if not since < appointment.ends_at <= now or appointment.id in self._endings_told:
+                continue
+            self._endings_told[appointment.id] = appointment.ends_at
+            if appointment.id in self._calls_started:
+                self.appointment_event("appointment.ended", appointment, reason="time")
+            else:
+                room = self.rooms.room(appointment.id)
+                self.appointment_event(
+                    "appointment.no_show",
+                    appointment,
+                    professional_joined=appointment.id in self._joined,
+                    citizen_present=room is not None and room.citizen_present,
+                )
+        horizon = now - timedelta(days=1)
+        for table in (self._calls_started, self._endings_told):
+            for appointment_id, ends_at in list(table.items()):
+                if ends_at < horizon:
+                    del table[appointment_id]
 
     async def housekeeping(self) -> None:
         """What the periodic task does: keep connected cabins' screens current, forget what is over."""
@@ -186,6 +355,11 @@ class Hub:
 
     async def appointment_cancelled(self, appointment_id: str) -> None:
         """End an ongoing call and turn away its professional: a cancelled appointment's link is revoked."""
+        self.notify()
+        appointment = self.config.store.get_appointment(appointment_id)
+        if appointment is not None:
+            self._endings_told[appointment_id] = appointment.ends_at
+            self.appointment_event("appointment.cancelled", appointment)
         room = self.rooms.end(appointment_id)
         if room is None:
             return
@@ -205,6 +379,7 @@ class Hub:
             await refuse(cabin.ws, CloseCode.FORBIDDEN, "closed by the operator: cabin disabled or its key replaced")
 
     async def appointment_created(self, appointment_id: str) -> None:
+        self.notify()
         appointment = self.config.store.get_appointment(appointment_id)
         cabin = None if appointment is None else self.rooms.cabin(appointment.cabin_id)
         if appointment is not None and cabin is not None:
@@ -256,6 +431,9 @@ class Hub:
                 detail = "named an appointment that is not this cabin's; "
                 appointment_id = None
         alert, new = self.alerts.raise_alert(cabin_id, appointment_id, self.config.clock())
+        self.notify()
+        if new:
+            self.on_alert(alert)
         log.warning("%s: CALL FOR HELP, alert %s (press %d)", client.label, alert.id, alert.presses)
         self.audit(
             AuditAction.HELP_REQUESTED,
@@ -269,6 +447,8 @@ class Hub:
 
     async def alert_resolved(self, alert: Alert) -> None:
         """An operator resolved `alert`: a cabin's screen stops saying that help is coming."""
+        self.notify()
+        self.on_alert(alert)
         cabin = self.rooms.cabin(alert.cabin_id)
         if cabin is not None and alert.kind is AlertKind.HELP:
             await cabin.send(HelpStatus(alert_id=alert.id, open=False))
@@ -277,11 +457,13 @@ class Hub:
         """A cabin opens or clears an incident: the operators' alert follows (one per cabin, kind and subject)."""
         cabin_id, now = client.subject, self.config.clock()
         what = message.kind.value + (f" {message.subject}" if message.subject else "")
+        self.notify()
         if message.open:
             alert, new = self.alerts.open_incident(cabin_id, message.kind, message.subject, message.detail, now)
             if alert is None:
                 log.warning("%s: incident %s dropped: too many open for this cabin", client.label, what)
             elif new:
+                self.on_alert(alert)
                 log.warning("%s: INCIDENT %s, alert %s", client.label, what, alert.id)
                 self.audit(
                     AuditAction.INCIDENT_OPENED,
@@ -293,6 +475,7 @@ class Hub:
             return
         cleared = self.alerts.clear_incident(cabin_id, message.kind, message.subject, now)
         if cleared is not None:
+            self.on_alert(cleared)
             log.info("%s: incident %s over, alert %s closed", client.label, what, cleared.id)
             self.audit(
                 AuditAction.INCIDENT_CLEARED,
@@ -301,6 +484,109 @@ class Hub:
                 address=client.peer,
                 detail=f"{what}; alert {cleared.id}",
             )
+
+    def professional_joined(self, appointment: Appointment) -> None:
+        """Count the join; a professional back on the same appointment is a reconnection."""
+        self.metrics.joins.labels(role="professional").inc()
+        if appointment.id in self._joined:
+            self.metrics.reconnections.labels(role="professional").inc()
+        self._joined[appointment.id] = appointment.ends_at
+        self.appointment_event("appointment.professional_joined", appointment)
+        self.notify()
+
+    def config_json(self, cabin_id: str) -> dict[str, object]:
+        """The cabin's configuration set from afar as the dashboard shows it: latest version, what the cabin runs
+        (its heartbeat says), and what it did with the latest (applied, pending until the call ends, refused)."""
+        versions = self.config.store.cabin_settings(cabin_id)
+        latest = versions[0] if versions else None
+        heartbeat = self.fleet.latest(cabin_id)
+        said = self.config_status.get(cabin_id)
+        if latest is None:
+            state, reason = "none", None
+        elif said is None or said.version != latest.version:
+            state, reason = "pending", None
+        else:
+            state, reason = said.state.value, said.reason or None
+        running = "" if heartbeat is None else heartbeat.heartbeat.config_version
+        return {
+            "version": None if latest is None else latest.version,
+            "running": running,
+            # The version set from afar the cabin runs (None: its own file, or not known yet).
+            "running_version": int(running[1:]) if running[:1] == "v" and running[1:].isdigit() else None,
+            "status": state,
+            "refusal": reason if state == "refused" else None,
+        }
+
+    async def send_config(self, cabin_id: str) -> None:
+        """Send the connected cabin its latest configuration set from afar (if any)."""
+        cabin = self.rooms.cabin(cabin_id)
+        versions = self.config.store.cabin_settings(cabin_id)
+        if cabin is not None and versions:
+            await cabin.send(Configure(version=versions[0].version, settings=versions[0].settings))
+        self.notify()
+
+    def config_reported(self, client: Client, status: ConfigStatus) -> None:
+        """The cabin applied, deferred or refused a configuration: keep it for the dashboard, audit it."""
+        previous = self.config_status.get(client.subject)
+        self.config_status[client.subject] = status
+        if previous == status:
+            return
+        action = {
+            ConfigState.APPLIED: AuditAction.CONFIG_APPLIED,
+            ConfigState.REFUSED: AuditAction.CONFIG_REFUSED,
+        }.get(status.state)
+        level = logging.WARNING if status.state is ConfigState.REFUSED else logging.INFO
+        log.log(level, "%s: configuration v%d %s %s", client.label, status.version, status.state.value, status.reason)
+        if action is not None:
+            self.audit(action, "cabin", cabin_id=client.subject, detail=f"v{status.version} {status.reason}".strip())
+        self.notify()
+
+    @staticmethod
+    def cabin_check(appointment_id: str, kind: AppointmentKind, received: ReceivedReport) -> CabinCheck:
+        """What the professional of this appointment is told about the cabin's latest self-test."""
+        failed = [
+            name
+            for name in received.failed
+            if name not in _NOT_FOR_PROFESSIONALS
+            and (kind is AppointmentKind.MEDICAL or not name.startswith("device:"))
+        ]
+        return CabinCheck(appointment_id=appointment_id, failed=tuple(failed))
+
+    async def tell_cabin_check(self, client: Client, appointment: Appointment) -> None:
+        """A professional joins: if the cabin's latest self-test (recent) found a part failing, say which."""
+        received = self.selftests.latest(appointment.cabin_id)
+        if received is None or received.report.ok or self.config.clock() - received.received_at > SELFTEST_NEWS:
+            return
+        check = self.cabin_check(appointment.id, appointment.kind, received)
+        if check.failed:
+            await client.send(check)
+
+    def _spawn_send(self, client: Client, message: CabinCheck) -> None:
+        task = asyncio.ensure_future(client.send(message))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    def cabin_connected(self, client: Client) -> None:
+        seen_before = self.fleet.life(client.subject) is not None
+        self.fleet.connected(client.subject, self.config.clock())
+        self.metrics.joins.labels(role="cabin").inc()
+        if seen_before:
+            self.metrics.reconnections.labels(role="cabin").inc()
+        self._reconcile(client.subject)
+        self.notify()
+
+    def cabin_disconnected(self, cabin_id: str) -> None:
+        """The cabin's last connection ended (a replaced connection does not count)."""
+        self.fleet.disconnected(cabin_id, self.config.clock())
+        self._reconcile(cabin_id)
+        self.notify()
+
+    def heartbeat(self, client: Client, heartbeat: Heartbeat) -> None:
+        """Keep the cabin's heartbeat; its battery and clock conditions follow."""
+        self.fleet.record(client.subject, heartbeat, self.config.clock())
+        self.metrics.heartbeats.inc()
+        self._reconcile(client.subject)
+        self.notify()
 
     def selftest_reported(self, client: Client, report: SelftestReport) -> None:
         """Keep the cabin's latest self-test report; answer the operator waiting for it, if any."""
@@ -313,6 +599,14 @@ class Hub:
             report.request_id or "at start-up",
             "passed" if report.ok else "FAILED" + (f" ({', '.join(failed)})" if failed else ""),
         )
+        failure: dict[Condition, str] = {}
+        if not report.ok:
+            failure[(AlertKind.SELFTEST_FAILED, "")] = received.summary()
+        self._reconcile(client.subject, selftest=failure)
+        self.notify()
+        for room in self.rooms.rooms_of_cabin(client.subject):
+            if room.professional is not None:
+                self._spawn_send(room.professional, self.cabin_check(room.appointment_id, room.kind, received))
         pending = self._pending.get(client.subject)
         if pending is not None and pending.request_id == report.request_id and not pending.future.done():
             pending.future.set_result(received)
@@ -324,6 +618,7 @@ class Hub:
             pending.future.set_exception(CabinNotConnected(f"cabin {client.subject!r} disconnected before answering"))
 
     async def close_all(self) -> None:
+        self.closing = True
         for pending in list(self._pending.values()):
             self.cabin_gone(pending.asked)
         for client in self.rooms.connections():

@@ -138,6 +138,9 @@ class AuditAction(enum.StrEnum):
     SELFTEST_REQUESTED = "selftest-requested"
     INCIDENT_OPENED = "incident-opened"
     INCIDENT_CLEARED = "incident-cleared"
+    CONFIG_CHANGED = "config-changed"
+    CONFIG_APPLIED = "config-applied"
+    CONFIG_REFUSED = "config-refused"
 
 
 @dataclass(frozen=True, slots=True)

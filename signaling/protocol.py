@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
@@ -16,6 +17,8 @@ from signaling.errors import SignalingError
 VERSION: Final = 1
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 MAX_SDP_BYTES: Final = 32 * 1024
+# The languages the cabin screen speaks (the cabin's configuration picks among them; an operator too, from afar).
+SCREEN_LANGUAGES: Final = ("fr", "en")
 # The audience of the proof a cabin signs for each connection (gateway signs it, signaling checks it).
 PROOF_AUDIENCE: Final = "cabine-signaling"
 
@@ -363,7 +366,102 @@ class Incident:
     type: str = field(default="incident", init=False)
 
 
+@dataclass(frozen=True, slots=True)
+class CabinCheck:
+    """Signaling tells the professional which of the cabin's parts its latest self-test found failing (empty: all
+    work again), by check name ("camera", "microphone", "bluetooth-adapter", "device:thermometer"...): the page says
+    it in one plain sentence."""
+
+    appointment_id: str
+    failed: tuple[str, ...]
+    type: str = field(default="cabin-check", init=False)
+
+
+# What an operator may change in a cabin's configuration from afar: sections and keys of the cabin's file. A wrong
+# signaling address, key or camera device could cut a cabin off for good: those stay in the file, on site.
+REMOTE_SETTINGS: Final = {"camera": ("width", "height", "fps"), "devices": ("allow",), "screen": ("languages",)}
+
+
+def remote_settings_problem(settings: Mapping[str, object]) -> str | None:
+    """Why these settings cannot come from afar (a section or key outside REMOTE_SETTINGS), or None."""
+    for section, values in settings.items():
+        allowed = REMOTE_SETTINGS.get(section)
+        if allowed is None:
+            return f"[{section}]: cannot be changed from afar (only {', '.join(REMOTE_SETTINGS)})"
+        if not isinstance(values, Mapping):
+            return f"[{section}]: must be a table of keys"
+        for key in values:
+            if key not in allowed:
+                return f"{section}.{key}: cannot be changed from afar (only {', '.join(allowed)})"
+    return None
+
+
+class ConfigState(enum.StrEnum):
+    """What a cabin did with a configuration sent from afar."""
+
+    APPLIED = "applied"
+    PENDING = "pending"  # valid, applied when the call in progress ends
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Configure:
+    """Signaling sends a cabin the configuration its operator set (at each connection and at each change):
+    sections and keys as in the cabin's configuration file, a subset the operator may change from afar."""
+
+    version: int
+    settings: dict[str, dict[str, Any]]
+    type: str = field(default="configure", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigStatus:
+    """The cabin's answer to a Configure: applied, pending until the call ends, or refused with the reason."""
+
+    version: int
+    state: ConfigState
+    reason: str = ""
+    type: str = field(default="config-status", init=False)
+
+
 MAX_CHECKS: Final = 64
+MAX_HEARTBEAT_DEVICES: Final = 32
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """One allowlisted medical device as a heartbeat tells it: never a reading, only when the last one came."""
+
+    address: str
+    name: str = ""
+    seen: bool = False
+    connected: bool = False
+    battery: int | None = None  # percent
+    last_reading_at: str | None = None  # ISO 8601, the cabin's clock
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """What a cabin tells signaling every few seconds and at every change: whether its parts work, never who is in
+    it nor any health data. Figures a cabin cannot measure are None."""
+
+    software: str
+    uptime_s: float
+    config_version: str
+    sent_at: str  # the cabin's clock (ISO 8601, UTC, milliseconds): signaling compares it with its own
+    camera_present: bool
+    microphone_present: bool
+    camera_fps: float | None = None  # while a call captures
+    microphone_level_db: float | None = None  # dBFS, while a call captures
+    devices: tuple[DeviceStatus, ...] = ()
+    rtt_ms: float | None = None  # to signaling
+    loss: float | None = None  # share of recent pings to signaling left unanswered, 0..1
+    cpu: float | None = None  # the PC's load, share of all its cores, 0..1
+    memory: float | None = None  # share of the PC's memory in use, 0..1
+    disk: float | None = None  # share of the data disk in use, 0..1
+    temperature_c: float | None = None
+    in_session: bool = False
+    type: str = field(default="heartbeat", init=False)
 
 
 Message = (
@@ -389,6 +487,10 @@ Message = (
     | SelftestRequest
     | SelftestReport
     | Incident
+    | Heartbeat
+    | Configure
+    | ConfigStatus
+    | CabinCheck
 )
 
 # Messages relayed from one end of a room to the other.
@@ -583,7 +685,88 @@ def _parse_typed(kind: str, data: dict[str, Any]) -> Message:
             subject=_str(data, "subject", max_len=128, allow_empty=True) if "subject" in data else "",
             detail=_str(data, "detail", max_len=512, allow_empty=True) if "detail" in data else "",
         )
+    if kind == "heartbeat":
+        return _heartbeat(data)
+    if kind == "configure":
+        settings = data.get("settings")
+        if not isinstance(settings, dict) or not all(isinstance(v, dict) for v in settings.values()):
+            raise ProtocolError("'settings' must be an object of sections, each an object of keys")
+        return Configure(version=_version(data), settings=settings)
+    if kind == "cabin-check":
+        raw = data.get("failed")
+        if not isinstance(raw, list) or len(raw) > MAX_CHECKS or not all(isinstance(n, str) for n in raw):
+            raise ProtocolError("'failed' must be a list of check names")
+        return CabinCheck(appointment_id=_str(data, "appointment_id"), failed=tuple(n[:128] for n in raw))
+    if kind == "config-status":
+        return ConfigStatus(
+            version=_version(data),
+            state=ConfigState(data["state"]),
+            reason=_str(data, "reason", max_len=512, allow_empty=True) if "reason" in data else "",
+        )
     raise ProtocolError(f"unknown message type '{kind[:32]}'")
+
+
+def _number(data: dict[str, Any], key: str, low: float, high: float, *, optional: bool = True) -> float | None:
+    value = data.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
+        raise ProtocolError(f"'{key}' must be a number from {low:g} to {high:g}" + (" or null" if optional else ""))
+    return float(value)
+
+
+def _version(data: dict[str, Any]) -> int:
+    value = data.get("version")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < 2**31:
+        raise ProtocolError("'version' must be a positive integer")
+    return value
+
+
+def _optional_str(data: dict[str, Any], key: str, max_len: int = 64) -> str | None:
+    return None if data.get(key) is None else _str(data, key, max_len=max_len)
+
+
+def _heartbeat(data: dict[str, Any]) -> Heartbeat:
+    raw = data.get("devices", [])
+    if not isinstance(raw, list):
+        raise ProtocolError("'devices' must be a list")
+    if len(raw) > MAX_HEARTBEAT_DEVICES:
+        raise ProtocolError(f"too many devices ({len(raw)} > {MAX_HEARTBEAT_DEVICES})")
+    devices = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise ProtocolError("each device must be an object")
+        battery = _number(item, "battery", 0, 100)
+        devices.append(
+            DeviceStatus(
+                address=_str(item, "address", max_len=64),
+                name=_str(item, "name", max_len=64, allow_empty=True) if "name" in item else "",
+                seen=_bool(item, "seen"),
+                connected=_bool(item, "connected"),
+                battery=None if battery is None else round(battery),
+                last_reading_at=_optional_str(item, "last_reading_at"),
+            )
+        )
+    uptime = _number(data, "uptime_s", 0, 1e10, optional=False)
+    assert uptime is not None
+    return Heartbeat(
+        software=_str(data, "software", max_len=64),
+        uptime_s=uptime,
+        config_version=_str(data, "config_version", max_len=64, allow_empty=True),
+        sent_at=_str(data, "sent_at", max_len=64),
+        camera_present=_bool(data, "camera_present"),
+        microphone_present=_bool(data, "microphone_present"),
+        camera_fps=_number(data, "camera_fps", 0, 1000),
+        microphone_level_db=_number(data, "microphone_level_db", -1000, 10),
+        devices=tuple(devices),
+        rtt_ms=_number(data, "rtt_ms", 0, 1e6),
+        loss=_number(data, "loss", 0, 1),
+        cpu=_number(data, "cpu", 0, 1),
+        memory=_number(data, "memory", 0, 1),
+        disk=_number(data, "disk", 0, 1),
+        temperature_c=_number(data, "temperature_c", -100, 200),
+        in_session=_bool(data, "in_session"),
+    )
 
 
 def _selftest_report(data: dict[str, Any]) -> SelftestReport:

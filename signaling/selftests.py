@@ -29,6 +29,14 @@ class ReceivedReport:
         """The names of the required checks that failed."""
         return [c.name for c in self.report.checks if c.required and c.status is CheckStatus.FAILED]
 
+    def summary(self) -> str:
+        """The failed required checks in one line, for the operator's alert."""
+        failed = [c for c in self.report.checks if c.required and c.status is CheckStatus.FAILED]
+        if not failed:
+            return "the self-test failed"
+        parts = [c.name + (f" ({c.detail})" if c.detail else "") for c in failed]
+        return ("failed: " + "; ".join(parts))[:400]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "cabin_id": self.cabin_id,

@@ -7,6 +7,7 @@ no column for health data: who joined, was admitted, left or was refused, the ac
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -14,8 +15,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+from signaling.cabin_settings import SettingsVersion
 from signaling.models import Appointment, AuditAction, AuditEvent, Cabin, ModelError, NotFound
 from signaling.protocol import AppointmentKind
 from signaling.store import DuplicateId, Overlap, StoreError, UnknownCabin
@@ -85,6 +87,21 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         3,
         "admissions outlive a restart of signaling",
         ("ALTER TABLE appointments ADD COLUMN admitted_at TEXT",),
+    ),
+    Migration(
+        4,
+        "a cabin's recent events for the dashboard; cabin configurations set from afar, every version kept",
+        (
+            "CREATE INDEX audit_by_cabin ON audit (cabin_id, at)",
+            """CREATE TABLE cabin_settings (
+                cabin_id TEXT NOT NULL,
+                version INTEGER NOT NULL CHECK (version >= 1),
+                settings TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                PRIMARY KEY (cabin_id, version)
+            )""",
+        ),
     ),
 )
 
@@ -480,6 +497,48 @@ class SQLiteStore:
             if cursor.rowcount == 0:
                 raise NotFound(f"no cabin {cabin.id!r}")
 
+    # --- cabin settings set from afar ------------------------------------------------------------------------
+
+    def add_cabin_settings(
+        self, cabin_id: str, settings: dict[str, dict[str, Any]], at: datetime, by: str
+    ) -> SettingsVersion:
+        """Store the cabin's next settings version (the previous ones are kept, for the audit).
+
+        Numbering is one statement: two operators saving at once get two versions, never one twice.
+
+        Raises:
+            NotFound: no cabin has this id.
+        """
+        stamp = _text(at, "at")
+        text = json.dumps(settings, separators=(",", ":"), sort_keys=True)
+        with self._transaction() as connection:
+            if not connection.execute("SELECT 1 FROM cabins WHERE id = ?", (cabin_id,)).fetchone():
+                raise NotFound(f"no cabin {cabin_id!r}")
+            row = connection.execute(
+                "INSERT INTO cabin_settings (cabin_id, version, settings, created_at, created_by)"
+                " SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ?, ? FROM cabin_settings WHERE cabin_id = ?"
+                " RETURNING version",
+                (cabin_id, text, stamp, by, cabin_id),
+            ).fetchone()
+        return SettingsVersion(cabin_id, int(row[0]), settings, at, by)
+
+    def cabin_settings(self, cabin_id: str, *, limit: int = 1) -> list[SettingsVersion]:
+        """The cabin's latest `limit` settings versions, newest first (empty: never set from afar)."""
+        with self._locked() as connection:
+            rows = connection.execute(
+                "SELECT * FROM cabin_settings WHERE cabin_id = ? ORDER BY version DESC LIMIT ?", (cabin_id, limit)
+            ).fetchall()
+        return [
+            SettingsVersion(
+                row["cabin_id"],
+                row["version"],
+                json.loads(row["settings"]),
+                _required_datetime(row["created_at"]),
+                row["created_by"],
+            )
+            for row in rows
+        ]
+
     # --- audit ----------------------------------------------------------------------------------------------
 
     def audit(self, event: AuditEvent) -> None:
@@ -499,15 +558,22 @@ class SQLiteStore:
                 ),
             )
 
-    def audit_log(self, *, appointment_id: str | None = None, limit: int = 100) -> list[AuditEvent]:
-        """The latest `limit` events, newest first, optionally about one appointment only.
+    def audit_log(
+        self, *, appointment_id: str | None = None, cabin_id: str | None = None, limit: int = 100
+    ) -> list[AuditEvent]:
+        """The latest `limit` events, newest first, optionally about one appointment or one cabin only.
 
         Raises:
             ModelError: `limit` is not positive.
         """
         if limit < 1:
             raise ModelError("limit must be at least 1")
-        where, values = ("WHERE appointment_id = ?", [appointment_id]) if appointment_id is not None else ("", [])
+        conditions, values = [], []
+        for column, value in (("appointment_id", appointment_id), ("cabin_id", cabin_id)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                values.append(value)
+        where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
         with self._locked() as connection:
             rows = connection.execute(
                 f"SELECT * FROM audit {where} ORDER BY at DESC, id DESC LIMIT ?", [*values, limit]

@@ -7,8 +7,9 @@ implements the same Protocol.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from signaling.cabin_settings import SettingsVersion
 from signaling.errors import SignalingError
 from signaling.models import Appointment, AuditEvent, Cabin, NotFound
 
@@ -62,8 +63,16 @@ class Store(Protocol):
     def list_cabins(self) -> list[Cabin]: ...
     def update_cabin(self, cabin: Cabin) -> None: ...
 
+    # Cabin settings set from afar, every version kept
+    def add_cabin_settings(
+        self, cabin_id: str, settings: dict[str, dict[str, Any]], at: datetime, by: str
+    ) -> SettingsVersion: ...
+    def cabin_settings(self, cabin_id: str, *, limit: int = 1) -> list[SettingsVersion]: ...
+
     # Audit
     def audit(self, event: AuditEvent) -> None: ...
-    def audit_log(self, *, appointment_id: str | None = None, limit: int = 100) -> list[AuditEvent]: ...
+    def audit_log(
+        self, *, appointment_id: str | None = None, cabin_id: str | None = None, limit: int = 100
+    ) -> list[AuditEvent]: ...
 
     def close(self) -> None: ...

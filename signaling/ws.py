@@ -22,7 +22,9 @@ from signaling.protocol import (
     CallProblem,
     Candidate,
     CloseCode,
+    ConfigStatus,
     Error,
+    Heartbeat,
     Hello,
     HelpRequest,
     Incident,
@@ -99,6 +101,7 @@ async def _refuse_token(
     code = CloseCode.UNAUTHORIZED if exc.status == 401 else CloseCode.FORBIDDEN
     log.info("refused %s from %s: %s (token %s)", role, peer, exc.reason, fingerprint(token))
     hub.audit(AuditAction.REFUSED, role.value, address=peer, detail=exc.reason.value)
+    hub.metrics.refusals.labels(role=role.value, reason=exc.reason.value).inc()
     await refuse(ws, code, str(exc))
 
 
@@ -122,6 +125,7 @@ async def _authenticate(hub: Hub, ws: web.WebSocketResponse, role: Role, peer: s
     except TooManyProofs as exc:
         log.warning("refused a cabin from %s: %s", peer, exc)
         hub.audit(AuditAction.REFUSED, role.value, address=peer, detail="too many live proofs")
+        hub.metrics.refusals.labels(role=role.value, reason="too-many-proofs").inc()
         await refuse(ws, CloseCode.RATE_LIMITED, str(exc))
         return None
     client = Client(
@@ -158,9 +162,11 @@ async def _admit_professional(hub: Hub, client: Client, token: str) -> Client | 
             address=client.peer,
             detail="second professional on the same link",
         )
+        hub.metrics.refusals.labels(role="professional", reason="second-professional").inc()
         await refuse(client.ws, exc.code, str(exc))
         return None
     log.info("%s: professional joined from %s", client.label, client.peer)
+    hub.professional_joined(appointment)
     hub.audit(
         AuditAction.JOINED,
         "professional",
@@ -176,6 +182,7 @@ async def _admit_professional(hub: Hub, client: Client, token: str) -> Client | 
             ice_policy=config.ice_policy,
         )
     )
+    await hub.tell_cabin_check(client, appointment)
     await hub.publish_state(room)
     await hub.start_call_if_ready(room)
     return client
@@ -190,6 +197,7 @@ async def _admit_cabin(hub: Hub, client: Client) -> Client:
         await refuse(previous.ws, CloseCode.CONFLICT, "replaced by a newer connection of this cabin")
     log.info("%s: connected from %s", client.label, client.peer)
     hub.audit(AuditAction.CABIN_CONNECTED, "cabin", cabin_id=client.subject, address=client.peer)
+    hub.cabin_connected(client)
     welcome = Welcome(
         role=client.role,
         ice_servers=hub.ice_servers_for(client.role, client.subject),
@@ -199,6 +207,7 @@ async def _admit_cabin(hub: Hub, client: Client) -> Client:
     )
     await client.send(welcome)
     await client.send(hub.schedule_for(client.subject))
+    await hub.send_config(client.subject)
     for room in rooms.rooms_of_cabin(client.subject):
         await hub.publish_state(room)
         await hub.start_call_if_ready(room)
@@ -257,12 +266,21 @@ async def _dispatch(hub: Hub, client: Client, message: Message) -> None:
             raise _Refusal("not your appointment", CloseCode.FORBIDDEN)
         target = rooms.route(message.appointment_id, client.role, message.type, client)
         await target.send(message)
+        if isinstance(message, Bye) and client.role is Role.PROFESSIONAL:
+            # The professional ended the consultation (a cabin's bye is an error, and the call may start again).
+            room = rooms.room(message.appointment_id)
+            if room is not None:
+                hub.call_ended(room, "ended by the professional")
+        hub.metrics.relayed.labels(type=message.type).inc()
+        if isinstance(message, Restart):
+            hub.metrics.restarts.inc()
     elif isinstance(message, Admit) and client.role is Role.PROFESSIONAL:
         if message.appointment_id != client.subject:
             raise _Refusal("not your appointment", CloseCode.FORBIDDEN)
         room = rooms.admit(message.appointment_id, client)
         hub.config.store.set_admitted(room.appointment_id, hub.config.clock())
         log.info("%s: citizen admitted", client.label)
+        hub.citizen_admitted(room, "professional")
         hub.audit(
             AuditAction.ADMITTED,
             "professional",
@@ -299,6 +317,10 @@ async def _dispatch(hub: Hub, client: Client, message: Message) -> None:
         hub.selftest_reported(client, message)
     elif isinstance(message, Incident) and client.role is Role.CABIN:
         hub.incident(client, message)
+    elif isinstance(message, Heartbeat) and client.role is Role.CABIN:
+        hub.heartbeat(client, message)
+    elif isinstance(message, ConfigStatus) and client.role is Role.CABIN:
+        hub.config_reported(client, message)
     else:
         raise _Refusal(f"'{message.type}' is not expected from a {client.role.value}")
 
@@ -325,6 +347,8 @@ async def _leave(hub: Hub, client: Client) -> None:
         rooms_left = rooms.detach_cabin(client.subject, client)
         if rooms_left or rooms.cabin(client.subject) is None:
             hub.audit(AuditAction.CABIN_DISCONNECTED, "cabin", cabin_id=client.subject, address=client.peer)
+        if rooms.cabin(client.subject) is None:
+            hub.cabin_disconnected(client.subject)
         for room in rooms_left:
             if room.professional is not None:
                 await room.professional.send(PeerLeft(appointment_id=room.appointment_id, role=Role.CABIN))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -28,3 +30,14 @@ async def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+def need_tool(name: str, package: str = "systemd") -> str:
+    """The program's path; without it, a skip locally and a failure under CI=true."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian package {package}; .ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

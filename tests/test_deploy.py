@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from cabine.cli import build_parser
-from tests.conftest import free_port
+from tests.conftest import free_port, need_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -92,17 +92,6 @@ def one(unit: Unit, section: str, key: str) -> str:
     found = values(unit, section, key)
     assert len(found) == 1, f"[{section}] {key}= should be set once, found {found}"
     return found[0]
-
-
-def need_tool(name: str, package: str = "systemd") -> str:
-    """The program's path; without it, a skip locally and a failure under CI=true."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (Debian package {package}; .ci/run installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def verifiable_copies(tmp_path: Path, units: dict[str, str]) -> list[Path]:

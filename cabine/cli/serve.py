@@ -30,6 +30,7 @@ from signaling.forwarding import Network
 from signaling.sqlite_store import SQLiteStore
 from signaling.store import StoreError
 from signaling.turn import TurnConfigError, TurnSettings
+from signaling.webhooks import EVENT_TYPES, WebhookError, WebhookTarget
 
 if TYPE_CHECKING:
     from signaling.server import Listener
@@ -104,6 +105,26 @@ def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_true",
         help="both ends use TURN relays only, never a direct path (needs --turn-url)",
     )
+    parser.add_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="POST appointment events and cabin alerts to this URL, signed (needs --webhook-secret-file; repeat)",
+    )
+    parser.add_argument(
+        "--webhook-secret-file",
+        type=options.existing_file,
+        metavar="FILE",
+        help="file holding the webhooks' shared secret (at least 16 characters); receivers check each signature",
+    )
+    parser.add_argument(
+        "--webhook-event",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="send only these event types (repeat; default all): " + ", ".join(sorted(EVENT_TYPES)),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +143,7 @@ class _Plan:
     ice_servers: tuple[str, ...]
     turn: TurnSettings | None
     relay_only: bool
+    webhooks: tuple[WebhookTarget, ...]
 
 
 def _url_host(host: str) -> str:
@@ -236,7 +258,26 @@ def _plan(args: argparse.Namespace) -> _Plan:
         ice_servers=tuple(args.ice_server),
         turn=turn,
         relay_only=args.relay_only,
+        webhooks=_webhooks(args),
     )
+
+
+def _webhooks(args: argparse.Namespace) -> tuple[WebhookTarget, ...]:
+    """Raises: UsageError: webhook options that do not go together, a bad URL, event or secret."""
+    if bool(args.webhook) != bool(args.webhook_secret_file):
+        raise UsageError("--webhook and --webhook-secret-file go together")
+    if args.webhook_event and not args.webhook:
+        raise UsageError("--webhook-event needs --webhook")
+    if not args.webhook:
+        return ()
+    try:
+        secret = args.webhook_secret_file.read_text(encoding="utf-8").strip().encode()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--webhook-secret-file {args.webhook_secret_file}: cannot read it: {exc}") from None
+    try:
+        return tuple(WebhookTarget(url, secret, frozenset(args.webhook_event)) for url in args.webhook)
+    except WebhookError as exc:
+        raise UsageError(f"--webhook: {exc}") from None
 
 
 def _turn(args: argparse.Namespace) -> TurnSettings | None:
@@ -288,6 +329,7 @@ async def _run(plan: _Plan, listener: Listener) -> int:
             turn=plan.turn,
             ice_policy=IcePolicy.RELAY if plan.relay_only else IcePolicy.ALL,
             trusted_proxies=plan.trusted_proxies,
+            webhooks=plan.webhooks,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dbus_fast import BusType, Message, MessageType
+from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from cabine.demo.emulated import EmulatedDevice, EmulatedKind, Measurement, make_devices
@@ -415,6 +415,34 @@ class EmulatedRadio(AsyncResource):
             raise EmulationError("the emulated radio is not started")
         path = f"/org/bluez/{self.adapter}/dev_{device.address.replace(':', '_')}"
         await call(self._control, path, "org.bluez.Device1", "Disconnect")
+
+    async def switch_off(self, kind: EmulatedKind | str) -> None:
+        """Switch the device off: its controller powers down, its link drops, and it answers no connection.
+
+        Raises:
+            ConfigError: no such device.
+            EmulationError: the radio is not started, or BlueZ refused.
+        """
+        await self._power(kind, False)
+        await self.drop_link(kind)
+
+    async def switch_on(self, kind: EmulatedKind | str) -> None:
+        """Switch the device on again: the gateway finds it and connects as to a device back in range."""
+        await self._power(kind, True)
+
+    async def _power(self, kind: EmulatedKind | str, on: bool) -> None:
+        device = self.device(kind)
+        if self._control is None:
+            raise EmulationError("the emulated radio is not started")
+        index = [d.address for d in self.devices].index(device.address) + 1
+        await call(
+            self._control,
+            f"/org/bluez/hci{index}",
+            "org.freedesktop.DBus.Properties",
+            "Set",
+            "ssv",
+            ("org.bluez.Adapter1", "Powered", Variant("b", on)),
+        )
 
     async def _measure_periodically(self, period: float) -> None:
         """Every `period` seconds, each device measures (the oximeter also streams a continuous sample)."""

@@ -67,6 +67,19 @@ class DeviceService(AsyncResource):
             cabin_id=self._cabin,
         )
 
+    @property
+    def allowlist(self) -> DeviceAllowlist:
+        return self._allowlist
+
+    async def set_allowlist(self, allowlist: DeviceAllowlist) -> None:
+        """Follow these devices from now on (a configuration from afar): the manager starts again with them."""
+        if allowlist == self._allowlist:
+            return
+        self._allowlist = allowlist
+        if self._task is not None and not self._closed:
+            await cancel_and_wait([self._task])
+            self._task = asyncio.create_task(self._supervise(), name="cabin-devices")
+
     def states(self) -> Mapping[str, DeviceState]:
         """Every followed device's state (empty while Bluetooth is down)."""
         manager = self.manager

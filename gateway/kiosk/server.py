@@ -143,6 +143,19 @@ class KioskServer(AsyncResource):
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
 
+    def set_languages(self, languages: tuple[str, ...]) -> None:
+        """Offer these languages from now on (a configuration from afar); the screen follows at once.
+
+        Raises:
+            ConfigError: no valid language.
+        """
+        if not languages or not all(valid_language(code) for code in languages):
+            raise ConfigError(f"the cabin screen needs language codes such as 'fr', got {languages!r}")
+        self.languages = languages
+        if self.lang not in languages:
+            self.lang = languages[0]
+        self._wake.set()
+
     async def __aenter__(self) -> KioskServer:
         """Raises: OSError: the port cannot be bound."""
         app = web.Application(middlewares=[self._local_only], client_max_size=MAX_MESSAGE_BYTES)

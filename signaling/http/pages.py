@@ -93,10 +93,6 @@ async def index(request: web.Request) -> web.Response:
     return web.Response(text=body, content_type="text/html", headers=SECURITY_HEADERS)
 
 
-async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
 async def favicon(request: web.Request) -> web.FileResponse:
     return web.FileResponse(request.app[CONFIG].webclient_dir / "shared" / "favicon.svg")
 
@@ -113,7 +109,6 @@ async def operator_redirect(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_get("/", index)
-    router.add_get("/healthz", health)
     router.add_get("/favicon.ico", favicon)
     router.add_get("/join", join_without_token)
     router.add_get("/join/", join_without_token)

@@ -17,7 +17,6 @@ from gateway.backoff import Backoff
 from gateway.cabin import HISTORY, SIGNALING_RETRY
 from gateway.config import CabinConfig
 from gateway.ice import LOOPBACK, host_addresses
-from gateway.media.spec import SourceSpec
 from gateway.selftest.cabin import cabin_selftest
 from gateway.session import CallStats, rtc_configuration
 from tests.conftest import wait_until
@@ -36,16 +35,7 @@ def loopback_only() -> Iterator[None]:
 
 @pytest.fixture
 async def cabin(world: World) -> AsyncIterator[Cabin]:
-    server = world.client.server
-    config = CabinConfig(
-        cabin_id="cabin-1",
-        signaling_url=f"ws://127.0.0.1:{server.port}",
-        identity=world.cabins["cabin-1"],
-        video=SourceSpec("test"),
-        audio=SourceSpec("test"),
-        ice_addresses=LOOPBACK,
-    )
-    async with Cabin(config, selftest=cabin_selftest, selftest_at_start=False) as running:
+    async with Cabin(world.cabin_config(), selftest=cabin_selftest, selftest_at_start=False) as running:
         await asyncio.wait_for(running.gateway.connected.wait(), timeout=10)
         yield running
 

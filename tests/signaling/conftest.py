@@ -13,7 +13,10 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.config import CabinConfig
+from gateway.ice import LOOPBACK
 from gateway.identity import CabinIdentity
+from gateway.media.spec import SourceSpec
 from signaling.app import RedactingAccessLogger, create_app
 from signaling.config import ServerConfig, hash_api_key
 from signaling.hub import Hub
@@ -47,6 +50,22 @@ class World:
 
     def pro_token(self, appointment: Appointment, signer: TokenSigner | None = None) -> str:
         return professional_token(signer or self.signer, appointment)
+
+    def cabin_config(self, cabin_id: str = "cabin-1", **extra: Any) -> CabinConfig:
+        """A gateway configuration for this server's cabin: test camera and microphone, loopback ICE."""
+        assert self.client.server is not None
+        options: dict[str, Any] = {
+            "video": SourceSpec("test"),
+            "audio": SourceSpec("test"),
+            "ice_addresses": LOOPBACK,
+            **extra,
+        }
+        return CabinConfig(
+            cabin_id=cabin_id,
+            signaling_url=f"ws://127.0.0.1:{self.client.server.port}",
+            identity=self.cabins[cabin_id],
+            **options,
+        )
 
     def proof(self, cabin_id: str = "cabin-1") -> str:
         return self.cabins[cabin_id].proof(datetime.now(UTC))

@@ -112,6 +112,18 @@ BAD_OPTIONS = [
         "--behind-proxy listens on loopback only (127.0.0.1 or ::1), not --host 0.0.0.0: "
         "a proxy on another machine reaches signaling over TLS (--cert/--key)",
     ),
+    (["--webhook", "https://booking.example.org/hook"], "--webhook and --webhook-secret-file go together"),
+    (["--webhook-event", "alert.opened"], "--webhook-event needs --webhook"),
+    (
+        ["--webhook", "ftp://booking.example.org/hook", "--webhook-secret-file", "{not_a_database}"],
+        "--webhook: webhook URL 'ftp://booking.example.org/hook' must be https://host/path "
+        "(http:// only on a private network)",
+    ),
+    (
+        ["--webhook", "https://b.example.org/h", "--webhook-secret-file", "{not_a_database}", "--webhook-event", "x"],
+        "--webhook: unknown webhook events ['x'] (known: alert.closed, alert.opened, appointment.cancelled, "
+        "appointment.citizen_admitted, appointment.ended, appointment.no_show, appointment.professional_joined)",
+    ),
 ]
 
 

@@ -8,6 +8,7 @@ import { QualityMonitor } from "/static/pro/quality.js";
 import { MediaWatch, checkTurn } from "/static/pro/liveness.js";
 import { VitalsPanel } from "/static/pro/vitals-panel.js";
 import { downloadJson, renderSummary } from "/static/pro/summary.js";
+import { cabinCheckSentence } from "/static/pro/cabin-check.js";
 
 const $ = (id) => document.getElementById(id);
 const token = decodeURIComponent(location.pathname.replace(/^\/join\//, ""));
@@ -21,6 +22,8 @@ const state = {
   icePolicy: "all",
   // "turnRefused" / "turnUnreachable" when the relay cannot be used (from our own check or the cabin's report).
   turnProblem: null,
+  // The cabin's parts its latest self-test found failing (check names), told by signaling.
+  cabinCheck: [],
   pc: null,
   local: null,
   signaling: null,
@@ -78,6 +81,7 @@ function applyLanguage() {
   renderAppointment();
   renderRoom();
   panel.setLanguage(t, state.lang);
+  renderCabinCheck();
   if (state.ended) renderSummary({ table: $("summary-table"), meta: $("summary-meta"), panel,
                                    appointment: state.appointment, t, lang: state.lang });
 }
@@ -89,6 +93,12 @@ function setStatus(key, isError = false) {
   el.textContent = t(key);
   el.classList.toggle("error", isError);
   document.body.dataset.state = key;
+}
+
+function renderCabinCheck() {
+  const sentence = cabinCheckSentence(state.cabinCheck, state.lang);
+  $("cabin-check").textContent = sentence;
+  $("cabin-check").hidden = !sentence;
 }
 
 function show(...ids) {
@@ -264,6 +274,10 @@ function onMessage(message) {
       // We have no working connection (a reload, or a path that died): ask the cabin for a new one now.
       if (!state.turnProblem) setStatus(state.pc ? "reconnecting" : "negotiating", Boolean(state.pc));
       state.signaling.send({ type: "restart", appointment_id: state.appointment.id });
+      break;
+    case "cabin-check":
+      state.cabinCheck = Array.isArray(message.failed) ? message.failed : [];
+      renderCabinCheck();
       break;
     case "call-problem":
       state.turnProblem = message.problem === "turn-refused" ? "turnRefused" : "turnUnreachable";

@@ -16,7 +16,8 @@ subscribed dies, the subscription stays, and a second StartNotify opens a second
 bus twice. BlueZ keeps a session per D-Bus client, drops a client's sessions when it leaves the bus, subscribes the
 device once and unsubscribes it with the last session (`_start_notify`, `_stop_notify`, `_session_lost`). The link
 itself stays up when its client dies, as in BlueZ (bluez/bluez#89).
-This module runs only in the emulator's process; the gateway never imports it.
+A device switched off (its emulated controller powered off) refuses connections (`_connect`); bluezoo would
+connect to it anyway. This module runs only in the emulator's process; the gateway never imports it.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ import sdbus
 from bluezoo import bluezoo, events
 from bluezoo.adapter import Adapter
 from bluezoo.device import Device
+from bluezoo.exceptions import DBusBluezFailedError
 from bluezoo.gatt import GattCharacteristicClientLink
 
 _logger = logging.getLogger("cabine.bluezoo")
 _bluezoo_disconnect = Device.disconnect
+_bluezoo_connect = Device.connect
 _bluezoo_add_device = Adapter.add_device
 _start_notify_method = GattCharacteristicClientLink.__dict__["StartNotify"]
 _stop_notify_method = GattCharacteristicClientLink.__dict__["StopNotify"]
@@ -125,9 +128,18 @@ async def _add_device(self: Any, device: Any) -> None:
         known.properties_changed.emit((_DEVICE_INTERFACE, {"RSSI": ("n", known.rssi)}, []))
 
 
+async def _connect(self: Any, uuid: str | None = None) -> None:
+    """A device whose own (emulated) controller is powered off is switched off: it does not answer, and the
+    connection fails as BlueZ's does. bluezoo connects to it regardless."""
+    if not self.peer_adapter.powered:
+        raise DBusBluezFailedError("le-connection-abort-by-local")
+    await _bluezoo_connect(self, uuid)
+
+
 def main() -> None:
     """Run bluezoo with the link-loss, re-advertising and notification-session fixes."""
     Device.disconnect = _disconnect
+    Device.connect = _connect
     Adapter.add_device = _add_device
     # sdbus serves a D-Bus method through its descriptor's `original_method`.
     _start_notify_method.original_method = _start_notify

@@ -1,0 +1,50 @@
+"""Probes and figures for the machines that watch the server: /healthz, /readyz, /metrics.
+
+/healthz says the process answers (a liveness probe: restart it if not). /readyz says it can serve now: its store
+answers and it is not shutting down (a load balancer's health check: send it no one if not). /metrics is the
+Prometheus exposition, for the operator's key (`Authorization: Bearer`, as Prometheus's `authorization` sends it).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from signaling.http.rest import error_response, json_errors, operator
+from signaling.keys import CONFIG, HUB
+from signaling.metrics import CONTENT_TYPE
+from signaling.store import StoreError
+
+log = logging.getLogger("cabine.signaling")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """GET /healthz: the process is alive."""
+    return web.json_response({"status": "ok"})
+
+
+@json_errors
+async def readyz(request: web.Request) -> web.StreamResponse:
+    """GET /readyz: 200 when the store answers and the server is not shutting down, else 503 with the reason."""
+    if request.app[HUB].closing:
+        return error_response(503, "shutting down")
+    try:
+        request.app[CONFIG].store.get_cabin("")
+    except StoreError as exc:
+        log.error("not ready: the store does not answer: %s", exc)
+        return error_response(503, "the database does not answer")
+    return web.json_response({"status": "ready"})
+
+
+@operator
+async def metrics(request: web.Request, operator: str) -> web.StreamResponse:
+    """GET /metrics: the Prometheus text format."""
+    body = request.app[HUB].metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
