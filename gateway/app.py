@@ -72,7 +72,6 @@ class Cabin(AsyncResource):
         selftest_lead: timedelta = SELFTEST_LEAD,
         screen_socket: socket.socket | None = None,
     ) -> None:
-        self.config = config
         self._screen = screen
         self._readings = readings
         self._selftest = selftest
@@ -143,6 +142,11 @@ class Cabin(AsyncResource):
             await cancel_and_wait(self._tasks)
         finally:
             await self._stack.aclose()
+
+    @property
+    def config(self) -> CabinConfig:
+        """What the cabin runs with now: its file's settings, with those an operator changed from afar."""
+        return self.gateway.config
 
     # --- parts ---------------------------------------------------------------------------------------------
 

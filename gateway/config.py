@@ -164,6 +164,14 @@ class CallSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ThresholdSettings:
+    # A medical device's battery under this is low (the self-test warns; the operator is alerted).
+    battery_low: int = 20
+    # A microphone quieter than this (dBFS) hears nothing: the self-test fails it.
+    microphone_silence: int = -70
+
+
+@dataclass(frozen=True, slots=True)
 class CabinSettings:
     """The whole cabin configuration file, validated."""
 
@@ -174,6 +182,7 @@ class CabinSettings:
     screen: ScreenSettings = ScreenSettings()
     ice: IceSettings = IceSettings()
     calls: CallSettings = CallSettings()
+    thresholds: ThresholdSettings = ThresholdSettings()
 
     def to_toml(self) -> str:
         """The effective configuration as a TOML file (what `cabine gateway config` prints)."""
@@ -347,6 +356,10 @@ SCHEMA: Final[dict[str, dict[str, tuple[Parser, Callable[[Any, str], str]]]]] = 
     },
     "ice": {"addresses": (_addresses, _as()), "relay_only": (_boolean, _as())},
     "calls": {"auto_checkin": (_boolean, _as()), "runtime_dir": (_path, _as())},
+    "thresholds": {
+        "battery_low": (_integer(1, 99), _as()),
+        "microphone_silence": (_integer(-120, -10), _as()),
+    },
 }
 SECTIONS: Final = {
     "signaling": SignalingSettings,
@@ -356,6 +369,7 @@ SECTIONS: Final = {
     "screen": ScreenSettings,
     "ice": IceSettings,
     "calls": CallSettings,
+    "thresholds": ThresholdSettings,
 }
 
 
@@ -519,6 +533,8 @@ class CabinConfig:
     adapt_video: bool = True
     # None: readings are kept in memory only (tests, benchmarks); the cabin's service journals them.
     runtime_dir: Path | None = None
+    battery_low_percent: int = 20
+    microphone_silence_dbfs: float = -70.0
 
     def __post_init__(self) -> None:
         if not self.cabin_id:
@@ -551,6 +567,8 @@ class CabinConfig:
             adapt_video=camera.adapt,
             stamp_video=camera.stamp,
             runtime_dir=settings.calls.runtime_dir,
+            battery_low_percent=settings.thresholds.battery_low,
+            microphone_silence_dbfs=float(settings.thresholds.microphone_silence),
             **extra,
         )
 

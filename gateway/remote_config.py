@@ -26,6 +26,8 @@ class RemoteSettings:
     video_format: VideoFormat | None = None
     allow: DeviceAllowlist | None = None
     languages: tuple[str, ...] | None = None
+    battery_low: int | None = None
+    microphone_silence: int | None = None
 
     def applied_to(self, config: CabinConfig) -> CabinConfig:
         """The cabin's configuration with these settings in place."""
@@ -34,6 +36,10 @@ class RemoteSettings:
             changes["video_format"] = self.video_format
         if self.allow is not None:
             changes["devices"] = self.allow
+        if self.battery_low is not None:
+            changes["battery_low_percent"] = self.battery_low
+        if self.microphone_silence is not None:
+            changes["microphone_silence_dbfs"] = float(self.microphone_silence)
         return replace(config, **changes) if changes else config
 
 
@@ -64,4 +70,12 @@ def parse_remote(version: int, settings: Mapping[str, Any], current: CabinConfig
             )
     allow = checked.devices.allow if "allow" in settings.get("devices", {}) else None
     languages = checked.screen.languages if "languages" in settings.get("screen", {}) else None
-    return RemoteSettings(version, video_format, allow, languages)
+    thresholds = settings.get("thresholds", {})
+    return RemoteSettings(
+        version,
+        video_format,
+        allow,
+        languages,
+        battery_low=checked.thresholds.battery_low if "battery_low" in thresholds else None,
+        microphone_silence=checked.thresholds.microphone_silence if "microphone_silence" in thresholds else None,
+    )

@@ -99,7 +99,12 @@ def _screen(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-SECTIONS: Final = {"camera": _camera, "devices": _devices, "screen": _screen}
+def _thresholds(values: dict[str, Any]) -> dict[str, Any]:
+    limits = {"battery_low": (1, 99), "microphone_silence": (-120, -10)}
+    return {key: _integer(value, f"thresholds.{key}", *limits[key]) for key, value in values.items()}
+
+
+SECTIONS: Final = {"camera": _camera, "devices": _devices, "screen": _screen, "thresholds": _thresholds}
 
 
 def check_settings(raw: object) -> dict[str, dict[str, Any]]:
@@ -109,7 +114,7 @@ def check_settings(raw: object) -> dict[str, dict[str, Any]]:
         SettingsError: not an object of known sections and keys, or a value out of range.
     """
     if not isinstance(raw, dict):
-        raise SettingsError("settings must be an object of sections (camera, devices, screen)")
+        raise SettingsError("settings must be an object of sections (camera, devices, screen, thresholds)")
     problem = remote_settings_problem(raw)
     if problem is not None:
         raise SettingsError(problem)

@@ -176,8 +176,11 @@ class Fleet:
     def items(self) -> list[tuple[str, CabinLife]]:
         return list(self._cabins.items())
 
-    def conditions(self, cabin_id: str, now: datetime) -> dict[Condition, str]:
-        """What should be alerted about this cabin now (fleet kinds only), each with its detail in plain words."""
+    def conditions(
+        self, cabin_id: str, now: datetime, *, battery_low: int = BATTERY_LOW_PERCENT
+    ) -> dict[Condition, str]:
+        """What should be alerted about this cabin now (fleet kinds only), each with its detail in plain words;
+        `battery_low` is the cabin's own threshold (its configuration's `thresholds.battery_low`)."""
         wanted: dict[Condition, str] = {}
         life = self._cabins.get(cabin_id)
         offline_since = self.started_at if life is None else (None if life.online else life.since)
@@ -192,7 +195,7 @@ class Fleet:
         latest = life.latest
         for device in latest.heartbeat.devices:
             label = device.name or device.address
-            if device.battery is not None and device.battery < BATTERY_LOW_PERCENT:
+            if device.battery is not None and device.battery < battery_low:
                 wanted[(AlertKind.BATTERY_LOW, device.address)] = f"{label}: battery at {device.battery} %"
             connected_at = life.device_connected.get(device.address)
             if not device.connected and connected_at is not None and now - connected_at > self.device_missing_after:

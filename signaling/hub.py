@@ -20,7 +20,7 @@ from signaling.cabin_auth import ReplayCache
 from signaling.config import ServerConfig
 from signaling.connection import Client, refuse
 from signaling.errors import SignalingError
-from signaling.fleet import Condition, Fleet
+from signaling.fleet import BATTERY_LOW_PERCENT, Condition, Fleet
 from signaling.metrics import FleetCollector, Metrics
 from signaling.models import Appointment, AuditAction, AuditEvent
 from signaling.protocol import (
@@ -107,6 +107,8 @@ class Hub:
         self.snapshot: tuple[int, float, str] | None = None
         # What each cabin last said of the configuration sent from afar: (version, state, reason).
         self.config_status: dict[str, ConfigStatus] = {}
+        # Each cabin's battery threshold set from afar (the fleet's default otherwise).
+        self._battery_low: dict[str, int] = {}
         self._sends: set[asyncio.Future[None]] = set()
         self.webhooks = WebhookSender(
             config.webhooks, on_outcome=lambda outcome: self.metrics.webhooks.labels(outcome=outcome).inc()
@@ -246,7 +248,8 @@ class Hub:
         """
         now = self.config.clock()
         before = self._conditions.get(cabin_id, {})
-        wanted = self.fleet.conditions(cabin_id, now) if watched else {}
+        battery_low = self._battery_low.get(cabin_id, BATTERY_LOW_PERCENT)
+        wanted = self.fleet.conditions(cabin_id, now, battery_low=battery_low) if watched else {}
         kept_selftest = {k: v for k, v in before.items() if k[0] is AlertKind.SELFTEST_FAILED}
         wanted.update(kept_selftest if selftest is None else selftest)
         changed = False
@@ -521,8 +524,12 @@ class Hub:
         """Send the connected cabin its latest configuration set from afar (if any)."""
         cabin = self.rooms.cabin(cabin_id)
         versions = self.config.store.cabin_settings(cabin_id)
+        if versions:
+            thresholds = versions[0].settings.get("thresholds", {})
+            self._battery_low[cabin_id] = int(thresholds.get("battery_low", BATTERY_LOW_PERCENT))
         if cabin is not None and versions:
             await cabin.send(Configure(version=versions[0].version, settings=versions[0].settings))
+            self._reconcile(cabin_id)  # its battery threshold may have changed
         self.notify()
 
     def config_reported(self, client: Client, status: ConfigStatus) -> None:

@@ -379,7 +379,12 @@ class CabinCheck:
 
 # What an operator may change in a cabin's configuration from afar: sections and keys of the cabin's file. A wrong
 # signaling address, key or camera device could cut a cabin off for good: those stay in the file, on site.
-REMOTE_SETTINGS: Final = {"camera": ("width", "height", "fps"), "devices": ("allow",), "screen": ("languages",)}
+REMOTE_SETTINGS: Final = {
+    "camera": ("width", "height", "fps"),
+    "devices": ("allow",),
+    "screen": ("languages",),
+    "thresholds": ("battery_low", "microphone_silence"),
+}
 
 
 def remote_settings_problem(settings: Mapping[str, object]) -> str | None:

@@ -48,6 +48,8 @@ CABIN_KEYS = {
     "ice.relay_only",
     "calls.runtime_dir",
     "calls.auto_checkin",
+    "thresholds.battery_low",
+    "thresholds.microphone_silence",
 }
 # What the cabin screen cannot work without (README, "The cabin screen").
 KIOSK_FLAGS = ("--kiosk", "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection")

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from cabine.demo.emulated import EmulatedKind
 from cabine.demo.radio import EmulatedRadio
@@ -21,10 +24,12 @@ from gateway.app import Cabin
 from gateway.config import DeviceAllowlist
 from gateway.ice import LOOPBACK, host_addresses
 from gateway.media.spec import VideoFormat
+from gateway.media.synthetic import PatternVideoTrack, ToneAudioTrack
+from gateway.session import rtc_configuration
 from signaling.webhooks import WebhookTarget
 from tests.browser import chromium
 from tests.conftest import free_port, wait_until
-from tests.signaling.conftest import OPERATOR_KEY, World, world
+from tests.signaling.conftest import OPERATOR_KEY, World, receive_until, world
 from tests.webhook_receiver import SECRET, Receiver, webhook_receiver
 
 __all__ = ["world"]
@@ -219,3 +224,90 @@ async def test_an_operator_supervises_a_cabin_from_afar(
     # Nothing sent to the booking system or kept on the server carries a reading: only parts and their state.
     alert_fields = {"alert_id", "cabin_id", "kind", "subject", "detail", "appointment_id"}
     assert all(set(e["data"]) <= alert_fields for e in receiver.events if e["type"].startswith("alert."))
+
+
+class Doctor:
+    """The doctor's page over a real aiortc peer: sends a camera and a microphone (the cabin watches that the
+    professional is still there), says hello on the vitals channel and acknowledges each reading."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection(rtc_configuration(()))
+        self.readings: list[dict[str, Any]] = []
+        self.pc.on("datachannel", self._on_channel)
+
+    def _on_channel(self, channel: RTCDataChannel) -> None:
+        channel.send(json.dumps({"v": 1, "type": "hello", "last_seq": 0}))
+
+        @channel.on("message")
+        def on_message(text: str) -> None:
+            message = json.loads(text)
+            if message.get("type") == "reading":
+                self.readings.append(message)
+                channel.send(json.dumps({"v": 1, "type": "ack", "seq": message["seq"]}))
+
+    async def answer(self, offer_sdp: str) -> str:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        self.pc.addTrack(PatternVideoTrack(320, 240, 15))
+        self.pc.addTrack(ToneAudioTrack())
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return str(self.pc.localDescription.sdp)
+
+
+def quantity_values(readings: list[dict[str, Any]]) -> set[float]:
+    values: set[float] = set()
+    for message in readings:
+        for quantity in message["reading"]["quantities"]:
+            if isinstance(quantity.get("value"), int | float):
+                values.add(float(quantity["value"]))
+    return values
+
+
+async def test_nothing_the_operator_sees_carries_a_reading_or_a_name(
+    world: World, radio: EmulatedRadio, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A medical call with readings flowing: the dashboard's data, the heartbeats, /metrics, the webhooks, the
+    audit and the logs of both programs are captured, and no reading's value nor anyone's name is in them."""
+    caplog.set_level(logging.INFO)
+    config = world.cabin_config(devices=DeviceAllowlist.parse(radio.addresses), bluetooth_adapter=radio.adapter)
+    professional = Doctor()
+    async with Cabin(config) as cabin:
+        gateway, hub = cabin.gateway, world.hub
+        await wait_until(lambda: len(gateway.devices) == 2, timeout=30, what="both devices followed")
+        await gateway.check_in("apt_med")
+        pro = await world.professional(world.medical)
+        await pro.send_str(json.dumps({"type": "admit", "appointment_id": "apt_med"}))
+        offer = await receive_until(pro, "offer")
+        answer = await professional.answer(offer["sdp"])
+        await pro.send_str(json.dumps({"type": "answer", "appointment_id": "apt_med", "sdp": answer}))
+        for kind in KINDS:
+            await wait_until(lambda k=kind: radio.subscribed(k), timeout=15, what=f"{kind} subscribed")
+            radio.trigger(kind)
+        await wait_until(lambda: len(professional.readings) >= 2, timeout=15, what="two readings at the doctor's")
+        radio.set_battery(EmulatedKind.OXIMETER, 11)  # an alert, hence a webhook, during the session
+        await receiver.wait_for("alert.opened", lambda d: d["kind"] == "battery-low")
+        await wait_until(
+            lambda: (latest := hub.fleet.latest("cabin-1")) is not None and latest.heartbeat.in_session,
+            timeout=15,
+            what="a heartbeat during the session",
+        )
+        captured = {
+            "dashboard": json.dumps(await get(world, "/api/v1/fleet"))
+            + json.dumps(await get(world, "/api/v1/cabins/cabin-1/status")),
+            "heartbeats": json.dumps([h.to_json() for h in hub.fleet.history("cabin-1")]),
+            "metrics": await get(world, "/metrics"),
+            "webhooks": json.dumps(receiver.events),
+            "audit": json.dumps([e.detail for e in world.store.audit_log(limit=1000)]),
+            "logs": caplog.text,
+        }
+        await pro.close()
+    await professional.pc.close()
+
+    values = quantity_values(professional.readings)
+    assert values, "the doctor received readings with values"
+    for where, text in captured.items():
+        for value in values:
+            for shown in {f"{value:g}", f"{value:.1f}", str(value)}:
+                pattern = rf"(?<![\d.]){re.escape(shown)}(?![\d])"
+                assert not re.search(pattern, text), f"a reading's value ({shown}) is in the {where}"
+        # The professional's name stays in the booking; the citizen has none anywhere in Cabine.
+        assert "Dr A" not in text or where == "dashboard", f"the professional's name is in the {where}"

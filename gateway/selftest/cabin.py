@@ -67,6 +67,8 @@ def cabin_plan(cabin: Cabin) -> SelftestPlan:
         live_signaling=lambda: _contact(gateway),
         live_camera=live_camera,
         live_microphone=live_microphone,
+        microphone_threshold_dbfs=config.microphone_silence_dbfs,
+        low_battery_percent=config.battery_low_percent,
     )
 
 

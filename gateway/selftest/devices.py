@@ -57,7 +57,9 @@ def find_device(entry: str, states: Mapping[str, DeviceState]) -> DeviceState | 
     return max(offering, key=_rank, default=None)
 
 
-def device_check(entry: str, state: DeviceState | None, *, timeout: float, required: bool = True) -> SelftestCheck:
+def device_check(
+    entry: str, state: DeviceState | None, *, timeout: float, required: bool = True, low_battery: int = LOW_BATTERY
+) -> SelftestCheck:
     """The verdict on one allowlisted device after waiting up to `timeout` seconds."""
     name = check_name(entry)
     if state is None or not state.seen:
@@ -72,7 +74,7 @@ def device_check(entry: str, state: DeviceState | None, *, timeout: float, requi
     battery = state.battery_percent
     if battery is None:
         return ok(name, f"{who} connected, battery level unknown", required=required)
-    if battery < LOW_BATTERY:
+    if battery < low_battery:
         return warning(name, f"{who} connected, battery low: {battery} %", required=required)
     return ok(name, f"{who} connected, battery {battery} %", required=required)
 
@@ -119,6 +121,7 @@ async def probe_devices(
     timeout: float = 10.0,
     battery_grace: float = 3.0,
     required: bool = True,
+    low_battery: int = LOW_BATTERY,
 ) -> list[SelftestCheck]:
     """One check per entry, from the running manager (`live`) or from one opened for the check."""
     if not entries:
@@ -132,4 +135,7 @@ async def probe_devices(
         except Exception as exc:  # bleak's errors for a missing adapter or bus, or anything else: say which
             reason = f"Bluetooth unavailable ({type(exc).__name__}: {exc})"
             return [failed(check_name(entry), reason, required=required) for entry in entries]
-    return [device_check(entry, found[entry], timeout=timeout, required=required) for entry in entries]
+    return [
+        device_check(entry, found[entry], timeout=timeout, required=required, low_battery=low_battery)
+        for entry in entries
+    ]

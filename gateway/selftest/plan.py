@@ -11,7 +11,7 @@ from datetime import datetime
 from gateway.errors import ConfigError
 from gateway.media.spec import SourceSpec, VideoFormat
 from gateway.selftest.camera import LiveVideo
-from gateway.selftest.devices import DeviceStates, OpenDevices
+from gateway.selftest.devices import LOW_BATTERY, DeviceStates, OpenDevices
 from gateway.selftest.microphone import SILENCE_DBFS, LiveAudio
 from gateway.selftest.signaling_link import ConnectSignaling, LiveSignaling, utc_now
 
@@ -63,6 +63,7 @@ class SelftestPlan:
     live_camera: LiveVideo | None = None
     live_microphone: LiveAudio | None = None
     microphone_threshold_dbfs: float = SILENCE_DBFS
+    low_battery_percent: int = LOW_BATTERY
     # TLS trust for turns:/stuns: servers; None: the system's trust store.
     ice_tls: ssl.SSLContext | None = field(default=None, compare=False)
     timeouts: Timeouts = Timeouts()

@@ -62,6 +62,7 @@ async def _bluetooth(plan: SelftestPlan) -> list[SelftestCheck]:
             timeout=t.device,
             battery_grace=t.battery,
             required=required,
+            low_battery=plan.low_battery_percent,
         )
 
     found = await asyncio.gather(

@@ -221,3 +221,13 @@ async def test_the_self_test_runs_by_itself_before_an_appointment(world: World, 
     assert "apt_bank" in cabin.tested_before
     # Once per appointment: the next look at the schedule does not run it again.
     assert cabin.appointments_due_for_a_test(datetime.now(UTC)) == []
+
+
+async def test_thresholds_from_afar_reach_the_self_test(world: World, cabin: Cabin) -> None:
+    await put_config(world, {"thresholds": {"battery_low": 50, "microphone_silence": -10}})
+    await wait_until(lambda: cabin.gateway.config_version == "v1", timeout=10, what="v1 applied")
+    assert (cabin.config.battery_low_percent, cabin.config.microphone_silence_dbfs) == (50, -10.0)
+    # The test tone (-17 dBFS) is now too quiet for this cabin.
+    report = await cabin.run_selftest("after-thresholds")
+    (microphone,) = [check for check in report.checks if check.name == "microphone"]
+    assert microphone.status == "failed" and "-10" in microphone.detail, microphone

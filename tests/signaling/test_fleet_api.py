@@ -333,3 +333,20 @@ async def test_appointment_events_reach_the_booking_system(world: World, clock: 
     assert "Dr A" not in text and "Mme C" not in text
     await pro.close()
     await cabin.close()
+
+
+async def test_a_cabins_battery_threshold_is_set_from_afar(world: World, clock: Clock) -> None:
+    cabin = await world.cabin("cabin-1")
+    await cabin.send_str(heartbeat(clock, battery=25))
+    await cabin.send_str(json.dumps({"type": "ping", "id": 1}))
+    await receive_until(cabin, "pong")
+    assert await open_kinds(world) == set(), "25 % is above the default threshold (20 %)"
+    settings = {"thresholds": {"battery_low": 30, "microphone_silence": -60}}
+    status, body = await api(world, "PUT", "/api/v1/cabins/cabin-1/config", json={"settings": settings})
+    assert status == 200, body
+    await wait_kinds(world, lambda k: k == {"battery-low"}, what="25 % low for this cabin")
+    status, body = await api(
+        world, "PUT", "/api/v1/cabins/cabin-1/config", json={"settings": {"thresholds": {"battery_low": 100}}}
+    )
+    assert (status, body["error"]) == (400, "thresholds.battery_low: must be a whole number from 1 to 99, got 100")
+    await cabin.close()

@@ -364,15 +364,21 @@ async def test_remote_settings_form(world: World, tmp_path: Path) -> None:
         await form.get_by_role("button", name="Envoyer à la cabine").click()
         await dialog.get_by_text("« frigo » n'est ni une adresse Bluetooth ni un type d'appareil connu.").wait_for()
 
-        # A new video size: version 1 goes to the cabin, pending until it answers, then applied.
+        # A new video size: version 1 goes to the cabin, pending until it answers, then applied. Only what the
+        # operator changed is sent: the languages left as shown stay the cabin's own.
         await form.get_by_label("Taille de l'image").select_option("1280x720")
         await allow.fill("a4:c1:38:00:00:01\nthermometer")
+        battery = form.get_by_label("Alerte quand la batterie d'un appareil passe sous (%)")
+        assert await battery.input_value() == "20"
+        await battery.fill("30")
         await form.get_by_role("button", name="Envoyer à la cabine").click()
         sent = await receive_until(cabin, "configure")
         assert sent["version"] == 1
-        assert sent["settings"]["camera"] == {"width": 1280, "height": 720, "fps": 15}
-        assert sent["settings"]["devices"] == {"allow": [OXIMETER, "thermometer"]}
-        assert sent["settings"]["screen"] == {"languages": ["fr", "en"]}
+        assert sent["settings"] == {
+            "camera": {"width": 1280, "height": 720, "fps": 15},
+            "devices": {"allow": [OXIMETER, "thermometer"]},
+            "thresholds": {"battery_low": 30},
+        }
         await dialog.get_by_text("Version n° 1 envoyée : en attente de la cabine.").wait_for()
         await dialog.locator("#config-state[data-status=pending]").wait_for()
         assert await allow.input_value() == f"{OXIMETER}\nthermometer"  # as the server normalised it
@@ -381,6 +387,10 @@ async def test_remote_settings_form(world: World, tmp_path: Path) -> None:
         await cabin.send_str(heartbeat().replace("sha256:0123456789ab", "v1"))
         await dialog.get_by_text("La cabine fonctionne avec : la version n° 1.").wait_for(timeout=5_000)
         assert "Dernière version envoyée : n° 1" in await dialog.locator("#config-state").inner_text()
+
+        # Sending the form as shown changes nothing, and says so.
+        await form.get_by_role("button", name="Envoyer à la cabine").click()
+        await dialog.get_by_text("Rien n'a changé : modifiez un réglage avant d'envoyer.").wait_for()
 
         # The cabin refuses the next one: the reason shows, in the detail and on the overview.
         await fps.fill("20")

@@ -243,6 +243,9 @@ const STRINGS = {
     configRefusal: "Raison donnée par la cabine : {reason}",
     videoSize: "Taille de l'image",
     fps: "Images par seconde (de 5 à 30)",
+    batteryThreshold: "Alerte quand la batterie d'un appareil passe sous (%)",
+    batteryInvalid: "Le seuil de batterie doit être un nombre entier de 1 à 99.",
+    nothingChanged: "Rien n'a changé : modifiez un réglage avant d'envoyer.",
     allow: "Appareils médicaux autorisés, un par ligne",
     allowHint: "Une adresse Bluetooth (par exemple A4:C1:38:12:34:56) ou un type d'appareil : {services}.",
     languages: "Langues proposées à l'écran",
@@ -493,6 +496,9 @@ const STRINGS = {
     configRefusal: "Reason given by the cabin: {reason}",
     videoSize: "Picture size",
     fps: "Frames per second (5 to 30)",
+    batteryThreshold: "Alert when a device's battery falls below (%)",
+    batteryInvalid: "The battery threshold must be a whole number from 1 to 99.",
+    nothingChanged: "Nothing changed: change a setting before sending.",
     allow: "Medical devices allowed, one per line",
     allowHint: "A Bluetooth address (for example A4:C1:38:12:34:56) or a kind of device: {services}.",
     languages: "Languages offered on the screen",
@@ -1302,7 +1308,9 @@ function renderDetail() {
   if (!detail) return;
   const cabin = cabinById(detail.id);
   const label = cabin?.name || detail.id;
-  $("detail-title").textContent = t("detailTitle", { cabin: label });
+  // A name that already says it is a cabin ("Cabine de la mairie") is not prefixed again.
+  const named = /^cabine?\s/i.test(label);
+  $("detail-title").textContent = named ? label : t("detailTitle", { cabin: label });
   if (!cabin) {
     $("detail-state").textContent = state.snapshot ? t("gone") : t("loading");
     return;
@@ -1575,7 +1583,24 @@ function runningWords(running) {
   return t("runningFile", { digest: running });
 }
 
+// The settings last set from afar, and the form's values when it was filled: only what the operator changes is
+// sent, on top of the former (a field left as shown never overrides the cabin's own file with a default).
+let configBase = {};
+let configShown = {};
+
+function formValues() {
+  const boxes = [...$("config-languages").querySelectorAll("input")];
+  return {
+    size: $("config-size").value,
+    fps: $("config-fps").value.trim(),
+    battery: $("config-battery").value.trim(),
+    allow: $("config-allow").value.split("\n").map((line) => line.trim()).filter(Boolean).join("\n"),
+    languages: boxes.filter((box) => box.checked).map((box) => box.value).join(","),
+  };
+}
+
 function fillConfigForm(settings) {
+  configBase = structuredClone(settings);
   const camera = settings.camera ?? {};
   const size = `${camera.width ?? 640}x${camera.height ?? 480}`;
   const select = $("config-size");
@@ -1584,9 +1609,11 @@ function fillConfigForm(settings) {
   }
   select.value = size;
   $("config-fps").value = String(camera.fps ?? FPS_MAX);
+  $("config-battery").value = String(settings.thresholds?.battery_low ?? BATTERY_LOW_PERCENT);
   $("config-allow").value = (settings.devices?.allow ?? []).join("\n");
   const languages = settings.screen?.languages ?? SCREEN_LANGUAGES;
   for (const box of $("config-languages").querySelectorAll("input")) box.checked = languages.includes(box.value);
+  configShown = formValues();
 }
 
 function invalid(field, message) {
@@ -1604,6 +1631,11 @@ function readConfigForm() {
   const fpsText = $("config-fps").value.trim();
   const fps = Number(fpsText);
   if (!/^\d+$/.test(fpsText) || fps < FPS_MIN || fps > FPS_MAX) return invalid($("config-fps"), t("fpsInvalid"));
+  const batteryText = $("config-battery").value.trim();
+  const batteryLow = Number(batteryText);
+  if (!/^\d+$/.test(batteryText) || batteryLow < 1 || batteryLow > 99) {
+    return invalid($("config-battery"), t("batteryInvalid"));
+  }
   const allow = $("config-allow").value.split("\n").map((line) => line.trim()).filter(Boolean);
   for (const entry of allow) {
     if (!BLUETOOTH_ADDRESS.test(entry) && !DEVICE_SERVICES.includes(entry.toLowerCase())) {
@@ -1613,7 +1645,20 @@ function readConfigForm() {
   const boxes = [...$("config-languages").querySelectorAll("input")];
   const languages = boxes.filter((box) => box.checked).map((box) => box.value);
   if (languages.length === 0) return invalid(boxes[0], t("languagesInvalid"));
-  return { settings: { camera: { width, height, fps }, devices: { allow }, screen: { languages } } };
+  const now = formValues();
+  const settings = structuredClone(configBase);
+  const section = (name) => (settings[name] ??= {});
+  if (now.size !== configShown.size) Object.assign(section("camera"), { width, height });
+  if (now.fps !== configShown.fps) section("camera").fps = fps;
+  if (now.battery !== configShown.battery) section("thresholds").battery_low = batteryLow;
+  if (now.allow !== configShown.allow) section("devices").allow = allow;
+  if (now.languages !== configShown.languages) section("screen").languages = languages;
+  const camera = settings.camera;
+  if (camera && (camera.width === undefined) !== (camera.height === undefined)) {
+    Object.assign(camera, { width, height });
+  }
+  if (JSON.stringify(settings) === JSON.stringify(configBase)) return invalid(null, t("nothingChanged"));
+  return { settings };
 }
 
 async function saveConfig(event) {
