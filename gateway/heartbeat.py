@@ -2,8 +2,8 @@
 
 A heartbeat carries the software and configuration versions, the camera and microphone (present, and while a call
 captures, frame rate and level), each medical device (seen, connected, battery, when its last reading came, never
-the reading), the round trip and loss to signaling, the PC's load, memory, disk and temperature, and whether a call
-runs. Never who is in the cabin, never a health value.
+the reading), the round trip and loss to signaling, the PC's load, memory, system disk and temperature, and whether
+a call runs. Never who is in the cabin, never a health value.
 
 `SystemProbe` reads the PC's figures (Linux /proc and /sys; None where the PC does not expose one). `HeartbeatLoop`
 sends; `build_heartbeat` is pure.
@@ -206,7 +206,8 @@ class HeartbeatLoop:
         self._cabin = cabin
         self.period = period
         self.wall_clock = wall_clock
-        self._probe = probe or SystemProbe(cabin.config.runtime_dir or Path(os.sep))
+        # The system disk: what fills up on an unattended PC (logs, updates); the runtime directory is a tmpfs.
+        self._probe = probe or SystemProbe(Path(os.sep))
         self._software = software_version()
         self._started = time.monotonic()
         self._pings: deque[bool] = deque(maxlen=LOSS_WINDOW)

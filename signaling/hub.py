@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from signaling.alerts import Alert, AlertBook, AlertKind
+from signaling.bookings import AppointmentLedger, Event
 from signaling.cabin_auth import ReplayCache
 from signaling.config import ServerConfig
 from signaling.connection import Client, refuse
@@ -94,8 +95,8 @@ class Hub:
         self.fleet = Fleet(
             config.clock(), offline_after=config.offline_after, device_missing_after=config.device_missing_after
         )
-        # Appointments a professional joined, until they end (to count reconnections).
-        self._joined: dict[str, datetime] = {}
+        # What booking systems are told about appointments (and whether a professional is back on one).
+        self.bookings = AppointmentLedger(config.clock())
         # The conditions each cabin's alerts stand for now (fleet kinds and failed self-tests); only cabins with some.
         self._conditions: dict[str, dict[Condition, str]] = {}
         self.metrics = Metrics()
@@ -113,10 +114,6 @@ class Hub:
         self.webhooks = WebhookSender(
             config.webhooks, on_outcome=lambda outcome: self.metrics.webhooks.labels(outcome=outcome).inc()
         )
-        # For the booking systems' "ended" and "no-show": calls that started, endings already told (by end time).
-        self._calls_started: dict[str, datetime] = {}
-        self._endings_told: dict[str, datetime] = {}
-        self._endings_checked = config.clock()
         self.live_views = 0  # dashboards open over a WebSocket (bounded by signaling/http/fleet.py)
         self.closing = False
 
@@ -182,7 +179,7 @@ class Hub:
         if pro is None or cabin is None:
             return
         self.metrics.sessions.labels(kind=room.kind.value).inc()
-        self._calls_started[room.appointment_id] = room.ends_at
+        self.bookings.call_started(room)
         await pro.send(PeerJoined(appointment_id=room.appointment_id, role=Role.CABIN, kind=room.kind))
         await cabin.send(
             PeerJoined(
@@ -228,11 +225,12 @@ class Hub:
                 )
                 await refuse(room.professional.ws, CloseCode.FORBIDDEN, str(TokenError(TokenRefusal.OUTSIDE_WINDOW)))
         self.replays.prune(now.timestamp())
-        for appointment_id, ends_at in list(self._joined.items()):
-            if ends_at + self.config.overtime < now:
-                del self._joined[appointment_id]
         self.check_fleet()
-        self._tell_endings(now)
+        ended = self.config.store.list_appointments(
+            since=self.bookings.checked_until, until=now, include_cancelled=False
+        )
+        for event in self.bookings.endings(ended, now, self._citizen_present):
+            self._tell(event)
 
     def check_fleet(self) -> None:
         """Raise or clear every cabin's offline alert (and the others the fleet derives) as time goes by."""
@@ -297,57 +295,21 @@ class Hub:
             self.config.clock(),
         )
 
-    def appointment_event(self, event_type: str, appointment: Appointment | Room[Client], **extra: object) -> None:
-        """Tell the booking systems about an appointment (its ids, kind and times: never who the citizen is)."""
-        if isinstance(appointment, Appointment):
-            data: dict[str, object] = {
-                "appointment_id": appointment.id,
-                "cabin_id": appointment.cabin_id,
-                "kind": appointment.kind.value,
-                "starts_at": appointment.starts_at.isoformat(),
-                "ends_at": appointment.ends_at.isoformat(),
-            }
-        else:
-            data = {
-                "appointment_id": appointment.appointment_id,
-                "cabin_id": appointment.cabin_id,
-                "kind": appointment.kind.value,
-                "ends_at": appointment.ends_at.isoformat(),
-            }
-        self.webhooks.send(event_type, {**data, **extra}, self.config.clock())
+    def _tell(self, event: Event | None) -> None:
+        """Send an appointment event to the booking systems (nothing if there is none)."""
+        if event is not None:
+            self.webhooks.send(event[0], event[1], self.config.clock())
+
+    def _citizen_present(self, appointment_id: str) -> bool:
+        room = self.rooms.room(appointment_id)
+        return room is not None and room.citizen_present
 
     def call_ended(self, room: Room[Client], reason: str) -> None:
-        """The call of this room is over (a bye, or its time): told once."""
-        if room.appointment_id in self._endings_told:
-            return
-        self._endings_told[room.appointment_id] = room.ends_at
-        self.appointment_event("appointment.ended", room, reason=reason)
+        """The call of this room is over (the professional's bye): told once."""
+        self._tell(self.bookings.call_ended(room, reason))
 
     def citizen_admitted(self, room: Room[Client], by: str) -> None:
-        self.appointment_event("appointment.citizen_admitted", room, by=by)
-
-    def _tell_endings(self, now: datetime) -> None:
-        """Appointments whose time ended since the last look: "ended" if their call started, else "no-show"."""
-        since, self._endings_checked = self._endings_checked, now
-        for appointment in self.config.store.list_appointments(since=since, until=now, include_cancelled=False):
-            if not since < appointment.ends_at <= now or appointment.id in self._endings_told:
-                continue
-            self._endings_told[appointment.id] = appointment.ends_at
-            if appointment.id in self._calls_started:
-                self.appointment_event("appointment.ended", appointment, reason="time")
-            else:
-                room = self.rooms.room(appointment.id)
-                self.appointment_event(
-                    "appointment.no_show",
-                    appointment,
-                    professional_joined=appointment.id in self._joined,
-                    citizen_present=room is not None and room.citizen_present,
-                )
-        horizon = now - timedelta(days=1)
-        for table in (self._calls_started, self._endings_told):
-            for appointment_id, ends_at in list(table.items()):
-                if ends_at < horizon:
-                    del table[appointment_id]
+        self._tell(self.bookings.citizen_admitted(room, by))
 
     async def housekeeping(self) -> None:
         """What the periodic task does: keep connected cabins' screens current, forget what is over."""
@@ -361,8 +323,7 @@ class Hub:
         self.notify()
         appointment = self.config.store.get_appointment(appointment_id)
         if appointment is not None:
-            self._endings_told[appointment_id] = appointment.ends_at
-            self.appointment_event("appointment.cancelled", appointment)
+            self._tell(self.bookings.cancelled(appointment))
         room = self.rooms.end(appointment_id)
         if room is None:
             return
@@ -491,10 +452,10 @@ class Hub:
     def professional_joined(self, appointment: Appointment) -> None:
         """Count the join; a professional back on the same appointment is a reconnection."""
         self.metrics.joins.labels(role="professional").inc()
-        if appointment.id in self._joined:
+        again, event = self.bookings.professional_joined(appointment)
+        if again:
             self.metrics.reconnections.labels(role="professional").inc()
-        self._joined[appointment.id] = appointment.ends_at
-        self.appointment_event("appointment.professional_joined", appointment)
+        self._tell(event)
         self.notify()
 
     def config_json(self, cabin_id: str) -> dict[str, object]:

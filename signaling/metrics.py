@@ -50,7 +50,7 @@ class FleetCollector(Collector):
                 ("signaling_loss_ratio", "Share of the cabin's recent pings left unanswered."),
                 ("cpu_ratio", "The cabin PC's load, share of all cores."),
                 ("memory_ratio", "Share of the cabin PC's memory in use."),
-                ("disk_ratio", "Share of the cabin PC's data disk in use."),
+                ("disk_ratio", "Share of the cabin PC's system disk in use."),
                 ("temperature_celsius", "The cabin PC's temperature, where it exposes one."),
                 ("camera_fps", "Frames per second from the camera during a call."),
                 ("clock_offset_seconds", "The cabin's clock minus the server's."),

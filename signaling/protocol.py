@@ -463,7 +463,7 @@ class Heartbeat:
     loss: float | None = None  # share of recent pings to signaling left unanswered, 0..1
     cpu: float | None = None  # the PC's load, share of all its cores, 0..1
     memory: float | None = None  # share of the PC's memory in use, 0..1
-    disk: float | None = None  # share of the data disk in use, 0..1
+    disk: float | None = None  # share of the system disk in use, 0..1
     temperature_c: float | None = None
     in_session: bool = False
     type: str = field(default="heartbeat", init=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -184,3 +185,32 @@ def test_webhook_signatures_follow_standard_webhooks() -> None:
         WebhookTarget("ftp://book.example.org/hook", secret)
     with pytest.raises(WebhookError, match="unknown webhook events"):
         WebhookTarget("https://book.example.org/hook", secret, frozenset({"appointment.eaten"}))
+
+
+def test_each_appointments_end_is_told_once() -> None:
+    from signaling.bookings import AppointmentLedger
+    from signaling.models import Appointment
+    from signaling.protocol import AppointmentKind
+
+    called = Appointment("apt_1", AppointmentKind.MEDICAL, "c1", T0, timedelta(minutes=30), "Dr A")
+    missed = Appointment("apt_2", AppointmentKind.BANK, "c1", T0 + timedelta(hours=1), timedelta(minutes=30), "M. B")
+    ledger = AppointmentLedger(T0)
+    again, (kind, data) = ledger.professional_joined(called)
+    assert (again, kind, data["appointment_id"]) == (False, "appointment.professional_joined", "apt_1")
+    assert "Dr A" not in str(data)
+    assert ledger.professional_joined(called)[0] is True, "a second join is a reconnection"
+    ledger.call_started(replace_room(called))
+    assert ledger.endings([called, missed], T0 + timedelta(minutes=10), lambda _: False) == []
+    (ended,) = ledger.endings([called, missed], T0 + timedelta(minutes=31), lambda _: False)
+    assert ended[0] == "appointment.ended" and ended[1]["reason"] == "time"
+    assert ledger.call_ended(replace_room(called), "bye") is None, "told once"
+    (no_show,) = ledger.endings([called, missed], T0 + timedelta(hours=2), lambda _: True)
+    assert no_show[0] == "appointment.no_show"
+    assert (no_show[1]["professional_joined"], no_show[1]["citizen_present"]) == (False, True)
+    assert ledger.endings([called, missed], T0 + timedelta(hours=3), lambda _: False) == []
+
+
+def replace_room(appointment: Any) -> Any:
+    from signaling.rooms import Room
+
+    return Room(appointment.id, appointment.cabin_id, appointment.kind, appointment.ends_at)
