@@ -575,6 +575,10 @@ function has(key) {
 
 function t(key, values = {}) {
   let text = STRINGS[state.lang][key] ?? STRINGS.fr[key] ?? key;
+  // A cabin whose name already says so ("Cabine de la mairie") is not called "cabine Cabine de la mairie".
+  if (typeof values.cabin === "string" && /^cabine?\s/i.test(values.cabin)) {
+    text = text.replace(/\b[Cc]abine? \{cabin\}/g, "{cabin}");
+  }
   for (const [name, value] of Object.entries(values)) text = text.replaceAll(`{${name}}`, String(value));
   return text;
 }
@@ -921,7 +925,7 @@ function cabinRow(cabin) {
   const selftestLevel = !cabin.selftest ? "info" : cabin.selftest.ok ? "ok" : "bad";
   return h(
     "tr",
-    { dataset: { cabinId: cabin.id, state: key }, class: level === "bad" || level === "warn" ? "attention" : null },
+    { dataset: { cabinId: cabin.id, state: key, online: String(Boolean(cabin.online)) }, class: level === "bad" || level === "warn" ? "attention" : null },
     h("th", { scope: "row" }, h("span", { class: "name", text: label }),
       cabin.name && cabin.name !== cabin.id ? h("span", { class: "id", text: cabin.id }) : null),
     h("td", {}, h("span", { class: `chip ${level}`, text: t(key) }), h("br"),
@@ -1308,9 +1312,7 @@ function renderDetail() {
   if (!detail) return;
   const cabin = cabinById(detail.id);
   const label = cabin?.name || detail.id;
-  // A name that already says it is a cabin ("Cabine de la mairie") is not prefixed again.
-  const named = /^cabine?\s/i.test(label);
-  $("detail-title").textContent = named ? label : t("detailTitle", { cabin: label });
+  $("detail-title").textContent = t("detailTitle", { cabin: label });
   if (!cabin) {
     $("detail-state").textContent = state.snapshot ? t("gone") : t("loading");
     return;
