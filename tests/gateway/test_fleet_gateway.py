@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,23 +15,16 @@ import pytest
 
 from gateway.app import Cabin
 from gateway.heartbeat import SystemProbe, build_heartbeat, steady_part
-from gateway.ice import LOOPBACK, host_addresses
 from gateway.media.spec import VideoFormat
 from gateway.selftest.cabin import cabin_selftest
 from tests.conftest import wait_until
-from tests.gateway.test_cabin_loop import admit, answer_offer
+from tests.gateway.test_cabin_loop import admit, answer_offer, loopback_only
 from tests.signaling.conftest import OPERATOR_KEY, World, receive_until, server_options, world
 
-__all__ = ["server_options", "world"]
+__all__ = ["loopback_only", "server_options", "world"]  # fixtures, imported to be used here (the first autouse)
 
 pytestmark = pytest.mark.timeout(60)
 AUTH = {"Authorization": f"Bearer {OPERATOR_KEY}"}
-
-
-@pytest.fixture(autouse=True)
-def loopback_only() -> Iterator[None]:
-    with host_addresses(LOOPBACK):
-        yield
 
 
 @pytest.fixture
