@@ -692,6 +692,7 @@ class CabinGateway(AsyncResource):
             video=link.video,
             ice_policy=link.ice_policy,
             adapt_video=self.config.adapt_video,
+            on_screen_share=lambda sharing: self._notify(),
         )
         self.sessions[appointment_id] = session
         if outbox is not None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from aiortc import (
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCDataChannel,
     RTCIceServer,
@@ -59,6 +60,9 @@ log = logging.getLogger("cabine.gateway.session")
 
 # The citizen's own image on the cabin screen: a corner of it, so half the camera's size and at most this rate.
 SELF_VIEW_FPS = 15
+# The professional's shared screen is over once no frame came for this long (they stopped sharing: their browser
+# sends nothing on that transceiver any more).
+SCREEN_IDLE_SECONDS = 1.5
 
 
 def own_stream(transceiver: RTCRtpTransceiver) -> None:
@@ -111,10 +115,16 @@ HEARTBEAT_SECONDS = 1.0
 
 
 def rtc_configuration(ice_servers: tuple[IceServer, ...], policy: IcePolicy = IcePolicy.ALL) -> RTCConfiguration:
-    """Always explicit: aiortc's default configuration would use a public STUN server."""
+    """Always explicit: aiortc's default configuration would use a public STUN server.
+
+    Everything on one transport (max-bundle): one ICE negotiation and one path for the voice, the picture, the shared
+    screen and the data. Under aiortc's default ("balanced"), a second transceiver of one kind (the shared screen's
+    video) stays on the transport BUNDLE discards, and never receives.
+    """
     return RTCConfiguration(
         iceServers=[RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in ice_servers],
         iceTransportPolicy=RTCIceTransportPolicy.RELAY if policy is IcePolicy.RELAY else RTCIceTransportPolicy.ALL,
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
     )
 
 
@@ -147,6 +157,7 @@ class CallSession(AsyncResource):
         video: bool = True,
         ice_policy: IcePolicy = IcePolicy.ALL,
         adapt_video: bool = False,
+        on_screen_share: Callable[[bool], None] | None = None,
     ) -> None:
         """`video=False`: a call without any video section (after a professional's browser refused the video)."""
         if kind is AppointmentKind.MEDICAL and outbox is None:
@@ -179,6 +190,13 @@ class CallSession(AsyncResource):
         # their voice, also as it arrived, for the screen (the gateway decodes it for itself as well).
         self.remote_video: EncodedRelay | None = None
         self.remote_audio: EncodedRelay | None = None
+        # With a cabin screen, a third stream: the professional's screen when they share it (a second video
+        # transceiver the cabin only receives; the page starts and stops it with replaceTrack, no renegotiation).
+        self.remote_screen: EncodedRelay | None = None
+        self._screen_transceiver: RTCRtpTransceiver | None = None
+        self.screen_sharing = False
+        self._screen_frame = asyncio.Event()
+        self._on_screen_share = on_screen_share
         # With a cabin screen, the camera is shared too: the professional and the citizen's own image.
         self._self_view = self_view
         self._local_video: TrackRelay | None = None
@@ -267,6 +285,17 @@ class CallSession(AsyncResource):
             own_stream(video_transceiver)
             if self._video_codec is not None:
                 prefer_video_codec(video_transceiver, self._video_codec)
+        if self.video and self._self_view:
+            screen = self._pc.addTransceiver("video", direction="recvonly")
+            self._screen_transceiver = screen
+            screen_receiver = screen.receiver
+            shared = EncodedRelay(
+                keyframe_source=lambda: request_keyframe(screen_receiver), label=f"{self.label} shared screen"
+            )
+            if tap_receiver(screen_receiver, self._on_encoded_screen):
+                self.remote_screen = shared
+            if self._video_codec is not None:
+                prefer_video_codec(screen, self._video_codec)
         if self._outbox is not None:
             self._channel = self._pc.createDataChannel(CHANNEL_LABEL, ordered=True)
             self._channel.on("open", self._on_channel_open)
@@ -291,7 +320,10 @@ class CallSession(AsyncResource):
             enable_opus_fec(self._audio_transceiver)
         # What the professional sends, known from the answer: the screen's hop is negotiated with the same codecs.
         for transceiver in self._pc.getTransceivers():
-            encoded = {"audio": self.remote_audio, "video": self.remote_video}.get(transceiver.kind)
+            if transceiver is self._screen_transceiver:
+                encoded = self.remote_screen
+            else:
+                encoded = {"audio": self.remote_audio, "video": self.remote_video}.get(transceiver.kind)
             codec = negotiated_codec(transceiver)
             if encoded is not None and codec is not None:
                 encoded.mime_type = codec.mimeType
@@ -384,6 +416,37 @@ class CallSession(AsyncResource):
                 # Larger than the page accepts (its max-message-size, 256 KiB in Chromium: ~290 readings). Raised
                 # here it would end aiortc's DTLS loop, and with it the whole call; the page keeps its last bundle.
                 log.warning("%s: FHIR bundle not sent: %s", self.label, exc)
+
+    def _on_encoded_screen(self, mime_type: str, clock_rate: int, data: bytes, timestamp: int) -> None:
+        self._screen_frame.set()
+        if self.remote_screen is not None:
+            self.remote_screen.feed(mime_type, clock_rate, data, timestamp)
+        if not self.screen_sharing and not self._closed:
+            self.screen_sharing = True
+            log.info("%s: the professional shares their screen", self.label)
+            self._spawn(self._watch_screen())
+            if self._on_screen_share is not None:
+                self._on_screen_share(True)
+
+    async def _watch_screen(self) -> None:
+        """The share is over when frames stop coming (the professional stopped it, or their page went)."""
+        while True:
+            self._screen_frame.clear()
+            try:
+                async with asyncio.timeout(SCREEN_IDLE_SECONDS):
+                    await self._screen_frame.wait()
+            except TimeoutError:
+                break
+        self.screen_sharing = False
+        log.info("%s: the professional stopped sharing their screen", self.label)
+        if self._on_screen_share is not None and not self._closed:
+            self._on_screen_share(False)
+
+    def subscribe_screen(self) -> MediaStreamTrack | None:
+        """Another consumer of the professional's shared screen, still encoded (None without a cabin screen)."""
+        if self.remote_screen is None or self._closed:
+            return None
+        return self.remote_screen.subscribe()
 
     def _on_encoded_video(self, mime_type: str, clock_rate: int, data: bytes, timestamp: int) -> None:
         self.last_inbound = time.monotonic()
@@ -480,7 +543,7 @@ class CallSession(AsyncResource):
         await self._sources.close()
         for relay in [*self.remote.values(), *([self._local_video] if self._local_video else [])]:
             await relay.close()
-        for encoded in (self.remote_video, self.remote_audio):
+        for encoded in (self.remote_video, self.remote_audio, self.remote_screen):
             if encoded is not None:
                 await encoded.close()
         await cancel_and_wait(list(self._tasks))

@@ -70,6 +70,8 @@ class Screen:
     help: HelpPhase = HelpPhase.NONE
     # The languages this cabin offers, the default first.
     languages: tuple[str, ...] = (DEFAULT_LANGUAGE,)
+    # The professional shares their screen: the page shows it large, their face small.
+    sharing: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The message pushed to the page (loopback only; the reading is the citizen's own, shown to them)."""
@@ -93,6 +95,7 @@ class Screen:
             "reading": None if self.reading is None else self.reading.to_wire(),
             "help": self.help.value,
             "languages": list(self.languages),
+            "sharing": self.sharing,
         }
 
 

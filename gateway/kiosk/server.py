@@ -381,7 +381,8 @@ class KioskServer(AsyncResource):
             reading=None if focus is None else gw.latest_reading.get(focus),
             help=help_phase(gw.help is not None, gw.help is not None and gw.help.alert_id is not None),
         )
-        return dataclasses.replace(screen, languages=self.languages)
+        sharing = screen.state is ScreenState.IN_CALL and session is not None and session.screen_sharing
+        return dataclasses.replace(screen, languages=self.languages, sharing=sharing)
 
     async def _watch(self) -> None:
         while True:
@@ -440,6 +441,7 @@ class KioskServer(AsyncResource):
             ("professional_audio", session.subscribe_remote("audio", keep=10)),
             ("professional_video", session.subscribe_remote("video", keep=1)),
             ("self_video", session.subscribe_self_view()),
+            ("professional_screen", session.subscribe_screen()),
         ):
             if track is not None:
                 tracks[name] = track

@@ -187,6 +187,11 @@ function render() {
   $("appointment").hidden = !a || view.state === "ended";
   if (a) $("appointment").textContent = appointmentLine(a);
   $("professional-label").textContent = t("professionalVideo", { who: who(a) });
+  // The professional's screen, large, while they share it (their face then in a corner).
+  const sharing = inCall && Boolean(view.sharing);
+  $("stage").classList.toggle("sharing", sharing);
+  $("shared").hidden = !sharing;
+  $("shared-label").textContent = t("sharedScreen", { who: who(a) });
   $("self-label").textContent = t("selfView");
   $("self").setAttribute("aria-label", t("selfViewLabel", { who: who(a) }));
 
@@ -237,6 +242,7 @@ function closeMedia() {
   state.mids = {};
   $("professional").srcObject = null;
   $("self").srcObject = null;
+  $("shared").srcObject = null;
 }
 
 function gathered(pc, ms = 3000) {
@@ -266,8 +272,11 @@ async function onOffer(message) {
   const names = Object.fromEntries(Object.entries(message.mids).map(([name, mid]) => [mid, name]));
   const professional = new MediaStream();
   let self = null;
+  let shared = null;
   pc.addEventListener("track", (event) => {
-    if (names[event.transceiver.mid] === "self_video") self = new MediaStream([event.track]);
+    const name = names[event.transceiver.mid];
+    if (name === "self_video") self = new MediaStream([event.track]);
+    else if (name === "professional_screen") shared = new MediaStream([event.track]);
     else professional.addTrack(event.track);
   });
   await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
@@ -276,6 +285,7 @@ async function onOffer(message) {
   if (state.pc !== pc) return;
   play($("professional"), professional);
   if (self) play($("self"), self);
+  if (shared) play($("shared"), shared);
   send({ type: "answer", offer: message.offer, sdp: pc.localDescription.sdp });
 }
 

@@ -24,6 +24,10 @@ const state = {
   turnProblem: null,
   // The cabin's parts its latest self-test found failing (check names), told by signaling.
   cabinCheck: [],
+  // Screen sharing: the sender of the cabin's second video transceiver (offered when the cabin has a screen), and
+  // the shared screen's track while sharing. Sharing starts and stops with replaceTrack: no renegotiation.
+  screenSender: null,
+  screenTrack: null,
   pc: null,
   local: null,
   signaling: null,
@@ -82,6 +86,7 @@ function applyLanguage() {
   renderRoom();
   panel.setLanguage(t, state.lang);
   renderCabinCheck();
+  renderShare();
   if (state.ended) renderSummary({ table: $("summary-table"), meta: $("summary-meta"), panel,
                                    appointment: state.appointment, t, lang: state.lang });
 }
@@ -214,11 +219,62 @@ async function onOffer(message) {
   setStatus("negotiating");
   const pc = newPeer();
   await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+  prepareScreenShare(pc);
   await pc.setLocalDescription(await pc.createAnswer());
   // The cabin offers its preferred codec first and the others after; a browser that can decode none of them
   // rejects the video (port 0). The call goes on with sound, and the professional is told what to do.
   state.noVideo = videoRejected(pc.localDescription.sdp);
   state.signaling.send({ type: "answer", appointment_id: state.appointment.id, sdp: pc.localDescription.sdp });
+}
+
+// The cabin offers a second video it only receives, when it has a screen: the professional's shared screen. Answered
+// "sendonly" with no track, it carries nothing until the professional shares; a renewed call keeps the share on.
+function prepareScreenShare(pc) {
+  const videos = pc.getTransceivers().filter((t) => t.receiver.track.kind === "video");
+  const screen = videos.length > 1 ? videos[videos.length - 1] : null;
+  state.screenSender = null;
+  if (screen) {
+    screen.direction = "sendonly";
+    state.screenSender = screen.sender;
+    if (state.screenTrack?.readyState === "live") screen.sender.replaceTrack(state.screenTrack).catch(() => {});
+  }
+  renderShare();
+}
+
+function renderShare() {
+  const button = $("share");
+  const sharing = Boolean(state.screenTrack);
+  button.hidden = !state.screenSender && !sharing;
+  button.textContent = t(sharing ? "stopShare" : "share");
+  button.setAttribute("aria-pressed", String(sharing));
+}
+
+async function toggleShare() {
+  if (state.screenTrack) return stopShare();
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 }, audio: false });
+  } catch {
+    $("share-status").textContent = t("shareDenied");
+    return;
+  }
+  const track = stream.getVideoTracks()[0];
+  // Text and figures, read from the cabin's chair: sharpness before motion.
+  track.contentHint = "detail";
+  track.addEventListener("ended", stopShare);
+  state.screenTrack = track;
+  await state.screenSender?.replaceTrack(track);
+  $("share-status").textContent = t("sharing");
+  renderShare();
+}
+
+function stopShare() {
+  const track = state.screenTrack;
+  state.screenTrack = null;
+  state.screenSender?.replaceTrack(null).catch(() => {});
+  if (track) track.stop();
+  $("share-status").textContent = "";
+  renderShare();
 }
 
 function videoRejected(sdp) {
@@ -351,6 +407,7 @@ async function finish() {
   if (state.appointment) {
     state.signaling?.send({ type: "bye", appointment_id: state.appointment.id, reason: "ended" });
   }
+  if (state.screenTrack) stopShare();
   closePeer();
   state.signaling?.close();
   for (const track of state.local?.getTracks() ?? []) track.stop();
@@ -382,6 +439,7 @@ $("admit").addEventListener("click", () => {
 });
 $("mute").addEventListener("click", () => toggleTrack($("mute"), "audio"));
 $("camera-off").addEventListener("click", () => toggleTrack($("camera-off"), "video"));
+$("share").addEventListener("click", () => toggleShare().catch(() => stopShare()));
 $("end").addEventListener("click", finish);
 $("download-fhir").addEventListener("click", () => {
   if (state.bundle) downloadJson(state.bundle, `consultation-${state.appointment.id}.fhir.json`);
