@@ -17,6 +17,9 @@ from typing import Protocol
 from gateway.backoff import Backoff
 from gateway.config import CabinConfig, config_digest
 from gateway.devices.readings import Reading
+from gateway.documents.check import Checked
+from gateway.documents.held import HeldDocuments
+from gateway.documents.transfer import Document
 from gateway.errors import ConfigError
 from gateway.heartbeat import PERIOD as HEARTBEAT_PERIOD
 from gateway.heartbeat import HeartbeatLoop
@@ -174,6 +177,8 @@ class CabinGateway(AsyncResource):
         # the latest reading sent in each appointment, how each call ended for good, and a call for help.
         self.prompt: MeasurementPrompt | None = None
         self.latest_reading: dict[str, Reading] = {}
+        # The documents the professional sent in each appointment, in memory only, wiped with the appointment.
+        self.documents: dict[str, HeldDocuments] = {}
         self.ended: dict[str, str] = {}
         self.help: HelpCall | None = None
         self._help_sent_at = -HELP_REPEAT_SECONDS
@@ -232,6 +237,7 @@ class CabinGateway(AsyncResource):
             self._journal.close()
         self._outboxes.clear()
         self.latest_reading.clear()
+        self.documents.clear()
         self._stack.close()
 
     # --- signaling -------------------------------------------------------------------------------------------
@@ -373,6 +379,12 @@ class CabinGateway(AsyncResource):
         self.config_status = status
         self._notify()
         await self._send(status)
+
+    def _document_received(self, appointment_id: str, document: Document, checked: Checked) -> None:
+        """A document from the professional, checked: held in memory for the cabin screen (bounded)."""
+        held = self.documents.setdefault(appointment_id, HeldDocuments())
+        held.add(document, checked)
+        self._notify()
 
     async def send_heartbeat(self, heartbeat: Heartbeat) -> None:
         await self._send(heartbeat)
@@ -693,6 +705,7 @@ class CabinGateway(AsyncResource):
             ice_policy=link.ice_policy,
             adapt_video=self.config.adapt_video,
             on_screen_share=lambda sharing: self._notify(),
+            on_document=functools.partial(self._document_received, appointment_id),
         )
         self.sessions[appointment_id] = session
         if outbox is not None:
@@ -773,8 +786,10 @@ class CabinGateway(AsyncResource):
             log.info("%s: apt %s: readings journaled before a restart are kept", self.label, appointment_id[:12])
 
     async def _end_link(self, appointment_id: str) -> None:
-        """Stop keeping this appointment's call up, and end the call."""
+        """Stop keeping this appointment's call up, and end the call; its documents are forgotten."""
         self.links.pop(appointment_id, None)
+        if self.documents.pop(appointment_id, None) is not None:
+            self._notify()
         self._kicks.pop(appointment_id, None)
         task = self._supervisors.pop(appointment_id, None)
         if task is not None and task is not asyncio.current_task():
@@ -815,6 +830,7 @@ class CabinGateway(AsyncResource):
         if outbox is not None:
             outbox.clear()
         self.latest_reading.pop(appointment_id, None)
+        self.documents.pop(appointment_id, None)
         if self.prompt is not None and self.prompt.appointment_id == appointment_id:
             self.prompt = None
 

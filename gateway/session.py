@@ -26,6 +26,8 @@ from aiortc.sdp import candidate_from_sdp
 
 from gateway.devices import fhir
 from gateway.devices.readings import Reading
+from gateway.documents.channel import LABEL as DOCUMENTS_LABEL
+from gateway.documents.channel import DocumentsChannel, OnDocument
 from gateway.errors import GatewayError
 from gateway.lifecycle import AsyncResource, cancel_and_wait
 from gateway.media.adaptation import (
@@ -158,6 +160,7 @@ class CallSession(AsyncResource):
         ice_policy: IcePolicy = IcePolicy.ALL,
         adapt_video: bool = False,
         on_screen_share: Callable[[bool], None] | None = None,
+        on_document: OnDocument | None = None,
     ) -> None:
         """`video=False`: a call without any video section (after a professional's browser refused the video)."""
         if kind is AppointmentKind.MEDICAL and outbox is None:
@@ -197,6 +200,9 @@ class CallSession(AsyncResource):
         self.screen_sharing = False
         self._screen_frame = asyncio.Event()
         self._on_screen_share = on_screen_share
+        # With a cabin screen, the documents the professional sends (any kind of appointment: never readings).
+        self._on_document = on_document
+        self.documents: DocumentsChannel | None = None
         # With a cabin screen, the camera is shared too: the professional and the citizen's own image.
         self._self_view = self_view
         self._local_video: TrackRelay | None = None
@@ -300,9 +306,12 @@ class CallSession(AsyncResource):
             self._channel = self._pc.createDataChannel(CHANNEL_LABEL, ordered=True)
             self._channel.on("open", self._on_channel_open)
             self._channel.on("message", self._on_channel_message)
+        if self._self_view and self._on_document is not None:
+            channel = self._pc.createDataChannel(DOCUMENTS_LABEL, ordered=True)
+            self.documents = DocumentsChannel(channel, self._on_document, label=self.label)
         offer = await self._pc.createOffer()
         await self._pc.setLocalDescription(offer)
-        if self._channel is not None and self._pc.sctp is not None:
+        if (self._channel is not None or self.documents is not None) and self._pc.sctp is not None:
             quicker_retransmission(self._pc.sctp)
         return str(self._pc.localDescription.sdp)
 

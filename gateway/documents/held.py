@@ -1,0 +1,45 @@
+"""The documents held for one appointment, in memory only, bounded; the cabin screen shows them. Pure."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Final
+
+from gateway.documents.check import Checked
+from gateway.documents.transfer import Document
+
+MAX_DOCUMENTS: Final = 10
+MAX_BYTES: Final = 60 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    document: Document
+    checked: Checked
+
+
+class HeldDocuments:
+    """At most MAX_DOCUMENTS and MAX_BYTES for one appointment: the oldest go first. Nothing here touches a disk."""
+
+    def __init__(self) -> None:
+        self._documents: OrderedDict[str, Held] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+    @property
+    def size(self) -> int:
+        return sum(len(h.document.data) for h in self._documents.values())
+
+    def add(self, document: Document, checked: Checked) -> None:
+        self._documents.pop(document.id, None)
+        self._documents[document.id] = Held(document, checked)
+        while len(self._documents) > MAX_DOCUMENTS or (len(self._documents) > 1 and self.size > MAX_BYTES):
+            self._documents.popitem(last=False)
+
+    def get(self, document_id: str) -> Held | None:
+        return self._documents.get(document_id)
+
+    def all(self) -> list[Held]:
+        return list(self._documents.values())

@@ -1,0 +1,121 @@
+"""Documents over a real call (issue 13): an energy adviser's aiortc peer sends a PDF on the `documents` channel,
+the only data channel of a non-medical call; the cabin checks it and holds it in memory, refuses a bad one with the
+reason, never lets a reading through, and forgets everything when the appointment ends."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pypdf
+import pytest
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+
+from gateway.app import Cabin
+from gateway.config import ScreenSettings
+from gateway.documents.transfer import CHUNK_BYTES
+from gateway.session import rtc_configuration
+from tests.conftest import free_port, wait_until
+from tests.gateway.test_cabin_loop import loopback_only
+from tests.signaling.conftest import World, receive_until, server_options, world
+
+__all__ = ["loopback_only", "server_options", "world"]  # fixtures, imported to be used here
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def pdf(pages: int) -> bytes:
+    writer = pypdf.PdfWriter()
+    for _ in range(pages):
+        writer.add_blank_page(width=595, height=842)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+class Adviser:
+    """The adviser's console over aiortc: answers, keeps the channels, sends documents, collects statuses."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection(rtc_configuration(()))
+        self.channels: dict[str, RTCDataChannel] = {}
+        self.statuses: list[dict[str, Any]] = []
+        self.answered = asyncio.Event()
+        self.opened = asyncio.Event()
+        self.pc.on("datachannel", self._on_channel)
+
+    def _on_channel(self, channel: RTCDataChannel) -> None:
+        self.channels[channel.label] = channel
+        channel.on("message", self._on_status)
+        self.opened.set()
+
+    def _on_status(self, text: str) -> None:
+        self.statuses.append(json.loads(text))
+        self.answered.set()
+
+    async def answer(self, sdp: str) -> str:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return str(self.pc.localDescription.sdp)
+
+    def send(self, document_id: str, name: str, mime: str, data: bytes) -> None:
+        channel = self.channels["documents"]
+        digest = hashlib.sha256(data).hexdigest()
+        announce = {"v": 1, "type": "document", "id": document_id, "name": name, "mime": mime}
+        channel.send(json.dumps({**announce, "size": len(data), "sha256": digest}))
+        for at in range(0, len(data), CHUNK_BYTES):
+            channel.send(data[at : at + CHUNK_BYTES])
+        channel.send(json.dumps({"v": 1, "type": "document-end", "id": document_id}))
+
+    async def status(self, document_id: str) -> dict[str, Any]:
+        """The cabin's latest word on this document (waits up to 10 s for one)."""
+        async with asyncio.timeout(10):
+            while not (found := [s for s in self.statuses if s["id"] == document_id]):
+                self.answered.clear()
+                await self.answered.wait()
+        return found[-1]
+
+
+@pytest.fixture
+async def cabin(world: World) -> AsyncIterator[Cabin]:
+    # cabin-2, with a screen: its energy appointment is open now.
+    async with Cabin(world.cabin_config("cabin-2"), screen=ScreenSettings(port=free_port())) as running:
+        await asyncio.wait_for(running.gateway.connected.wait(), timeout=10)
+        yield running
+
+
+async def test_a_pdf_reaches_the_cabin_and_is_forgotten_with_the_appointment(world: World, cabin: Cabin) -> None:
+    gateway = cabin.gateway
+    await gateway.check_in("apt_other")
+    pro = await world.professional(world.other)
+    await pro.send_str(json.dumps({"type": "admit", "appointment_id": "apt_other"}))
+    offer = await receive_until(pro, "offer")
+    assert offer["sdp"].count("m=application") == 1
+    adviser = Adviser()
+    answer = await adviser.answer(offer["sdp"])
+    await pro.send_str(json.dumps({"type": "answer", "appointment_id": "apt_other", "sdp": answer}))
+    await asyncio.wait_for(adviser.opened.wait(), timeout=15)
+    await wait_until(lambda: adviser.channels["documents"].readyState == "open", timeout=10, what="the channel")
+    assert list(adviser.channels) == ["documents"], "no vitals channel in an energy appointment"
+
+    three = pdf(3) + b"%" + bytes(150_000)  # several chunks
+    adviser.send("doc_1", "Contrat.pdf", "application/pdf", three)
+    assert (await adviser.status("doc_1"))["state"] == "received"
+    held = gateway.documents["apt_other"].get("doc_1")
+    assert held is not None and held.checked.pages == 3 and held.document.data == three
+
+    adviser.send("doc_2", "facture.pdf", "application/pdf", b"MZ\x90\x00 not a pdf")
+    refused = await adviser.status("doc_2")
+    assert (refused["state"], refused["reason"]) == ("refused", "the file is not a PDF")
+    assert gateway.documents["apt_other"].get("doc_2") is None
+    # A reading has nowhere to go in this call.
+    assert gateway.medical_link() is None
+
+    await pro.send_str(json.dumps({"type": "bye", "appointment_id": "apt_other"}))
+    await wait_until(lambda: "apt_other" not in gateway.documents, timeout=10, what="the documents forgotten")
+    await adviser.pc.close()
+    await pro.close()
