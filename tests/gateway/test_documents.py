@@ -195,3 +195,18 @@ def test_a_name_with_text_survives() -> None:
         writer.add_metadata({NameObject("/Title"): TextStringObject("Relevé de compte")})
 
     assert check_document(pdf_with(titled), "application/pdf").pages == 1
+
+
+async def test_a_page_is_drawn_in_memory_for_the_cabin_screen() -> None:
+    from gateway.documents.render import RenderError, render_page
+    from tests.conftest import need_tool
+
+    need_tool("pdftoppm", "poppler-utils")
+    image = await render_page(pdf(3), 2)
+    checked = check_document(image, "image/png")
+    # An A4 page (595 x 842 points) at 110 dpi.
+    assert (checked.width, checked.height) == (910, 1287)
+    with pytest.raises(RenderError, match="page 4 cannot be drawn"):
+        await render_page(pdf(3), 4)
+    with pytest.raises(RenderError, match="cannot be drawn"):
+        await render_page(b"%PDF-1.4 garbage", 1)
