@@ -19,7 +19,8 @@ from gateway.config import CabinConfig, config_digest
 from gateway.devices.readings import Reading
 from gateway.documents.check import Checked
 from gateway.documents.held import HeldDocuments
-from gateway.documents.transfer import Document
+from gateway.documents.printer import CupsPrinter, Printed, PrintError, PrintProblem
+from gateway.documents.transfer import Document, DocumentState
 from gateway.errors import ConfigError
 from gateway.heartbeat import PERIOD as HEARTBEAT_PERIOD
 from gateway.heartbeat import HeartbeatLoop
@@ -379,6 +380,44 @@ class CabinGateway(AsyncResource):
         self.config_status = status
         self._notify()
         await self._send(status)
+
+    async def print_document(self, appointment_id: str, document_id: str) -> Printed:
+        """Print a document the professional sent in this appointment (the citizen pressed "Imprimer").
+
+        Its state goes to the professional's console (printing, then printed or print-failed with the reason) and to
+        the cabin screen.
+
+        Raises:
+            PrintError: no printer configured, or the print failed (the reason is in it).
+            KeyError: no such document in this appointment.
+        """
+        held = self.documents.get(appointment_id)
+        found = None if held is None else held.get(document_id)
+        if held is None or found is None:
+            raise KeyError(f"no document {document_id!r} in appointment {appointment_id!r}")
+        session = self.sessions.get(appointment_id)
+        channel = None if session is None else session.documents
+
+        def tell(state: DocumentState, reason: str = "") -> None:
+            held.states[document_id] = (state, reason)
+            self._notify()
+            if channel is not None:
+                channel.send_status(document_id, state, reason)
+
+        if self.config.printer_queue is None:
+            tell(DocumentState.PRINT_FAILED, "this cabin has no printer")
+            raise PrintError(PrintProblem.NO_PRINTER, "this cabin has no printer")
+        tell(DocumentState.PRINTING)
+        try:
+            printed = await CupsPrinter(self.config.printer_queue).print_document(
+                found.document.data, found.document.name
+            )
+        except PrintError as exc:
+            tell(DocumentState.PRINT_FAILED, exc.problem.value)
+            raise
+        log.info("%s: document %s printed in %.1f s", self.label, document_id, printed.seconds)
+        tell(DocumentState.PRINTED)
+        return printed
 
     def _document_received(self, appointment_id: str, document: Document, checked: Checked) -> None:
         """A document from the professional, checked: held in memory for the cabin screen (bounded)."""

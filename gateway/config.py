@@ -164,6 +164,14 @@ class CallSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PaperSettings:
+    # The CUPS queue documents are printed on ("" : the cabin has no printer); CUPS_SERVER picks the scheduler.
+    printer: str = ""
+    # The SANE device pages are scanned from, e.g. "epson2:libusb:001:004" ("" : no scanner).
+    scanner: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ThresholdSettings:
     # A medical device's battery under this is low (the self-test warns; the operator is alerted).
     battery_low: int = 20
@@ -183,6 +191,7 @@ class CabinSettings:
     ice: IceSettings = IceSettings()
     calls: CallSettings = CallSettings()
     thresholds: ThresholdSettings = ThresholdSettings()
+    paper: PaperSettings = PaperSettings()
 
     def to_toml(self) -> str:
         """The effective configuration as a TOML file (what `cabine gateway config` prints)."""
@@ -214,6 +223,22 @@ def _integer(low: int, high: int, *, zero: bool = False) -> Callable[[object], i
         return value
 
     return parse
+
+
+def _queue_name(value: object) -> str:
+    """A CUPS queue name: letters, digits, - _ . (CUPS refuses spaces, / and #)."""
+    text = _string(value)
+    if text and not re.fullmatch(r"[A-Za-z0-9_.-]{1,127}", text):
+        raise ConfigError(f"a CUPS queue name has letters, digits, '-', '_' or '.', got {text!r} (see `lpstat -p`)")
+    return text
+
+
+def _scanner_name(value: object) -> str:
+    """A SANE device name as `scanimage -L` prints it (backend:address)."""
+    text = _string(value)
+    if text and (len(text) > 200 or any(c.isspace() for c in text) or ":" not in text):
+        raise ConfigError(f"a SANE device name is backend:address, got {text!r} (see `scanimage -L`)")
+    return text
 
 
 def _boolean(value: object) -> bool:
@@ -360,6 +385,7 @@ SCHEMA: Final[dict[str, dict[str, tuple[Parser, Callable[[Any, str], str]]]]] = 
         "battery_low": (_integer(1, 99), _as()),
         "microphone_silence": (_integer(-120, -10), _as()),
     },
+    "paper": {"printer": (_queue_name, _as()), "scanner": (_scanner_name, _as())},
 }
 SECTIONS: Final = {
     "signaling": SignalingSettings,
@@ -370,6 +396,7 @@ SECTIONS: Final = {
     "ice": IceSettings,
     "calls": CallSettings,
     "thresholds": ThresholdSettings,
+    "paper": PaperSettings,
 }
 
 
@@ -535,6 +562,9 @@ class CabinConfig:
     runtime_dir: Path | None = None
     battery_low_percent: int = 20
     microphone_silence_dbfs: float = -70.0
+    # The cabin's printer (a CUPS queue) and scanner (a SANE device); None: it has none.
+    printer_queue: str | None = None
+    scanner_device: str | None = None
 
     def __post_init__(self) -> None:
         if not self.cabin_id:
@@ -569,6 +599,8 @@ class CabinConfig:
             runtime_dir=settings.calls.runtime_dir,
             battery_low_percent=settings.thresholds.battery_low,
             microphone_silence_dbfs=float(settings.thresholds.microphone_silence),
+            printer_queue=settings.paper.printer or None,
+            scanner_device=settings.paper.scanner or None,
             **extra,
         )
 

@@ -50,6 +50,8 @@ CABIN_KEYS = {
     "calls.auto_checkin",
     "thresholds.battery_low",
     "thresholds.microphone_silence",
+    "paper.printer",
+    "paper.scanner",
 }
 # What the cabin screen cannot work without (README, "The cabin screen").
 KIOSK_FLAGS = ("--kiosk", "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from gateway.documents.check import Checked
-from gateway.documents.transfer import Document
+from gateway.documents.transfer import Document, DocumentState
 
 MAX_DOCUMENTS: Final = 10
 MAX_BYTES: Final = 60 * 1024 * 1024
@@ -24,6 +24,8 @@ class HeldDocuments:
 
     def __init__(self) -> None:
         self._documents: OrderedDict[str, Held] = OrderedDict()
+        # What became of each document the citizen asked to print: (state, reason), for the cabin screen.
+        self.states: dict[str, tuple[DocumentState, str]] = {}
 
     def __len__(self) -> int:
         return len(self._documents)
@@ -36,7 +38,8 @@ class HeldDocuments:
         self._documents.pop(document.id, None)
         self._documents[document.id] = Held(document, checked)
         while len(self._documents) > MAX_DOCUMENTS or (len(self._documents) > 1 and self.size > MAX_BYTES):
-            self._documents.popitem(last=False)
+            dropped, _ = self._documents.popitem(last=False)
+            self.states.pop(dropped, None)
 
     def get(self, document_id: str) -> Held | None:
         return self._documents.get(document_id)

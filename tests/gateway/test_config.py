@@ -198,3 +198,16 @@ def test_cabine_gateway_config_and_its_errors(tmp_path: Path) -> None:
     refused = cabine("gateway", "selftest", "--config", str(write(tmp_path, here)), cwd=tmp_path)
     assert refused.returncode == 2
     assert "camera.source: camera /dev/video0 does not exist" in refused.stderr
+
+
+def test_the_paper_section_names_a_cups_queue_and_a_sane_device() -> None:
+    from gateway.config import settings_from_mapping
+    from gateway.errors import ConfigError
+
+    paper = {"printer": "Brother_HL-L2350DW", "scanner": "epson2:libusb:001:004"}
+    settings = settings_from_mapping({"paper": paper}, "cabin.toml", require_server=False)
+    assert (settings.paper.printer, settings.paper.scanner) == ("Brother_HL-L2350DW", "epson2:libusb:001:004")
+    with pytest.raises(ConfigError, match=r"paper\.printer: a CUPS queue name has letters"):
+        settings_from_mapping({"paper": {"printer": "my printer"}}, "cabin.toml", require_server=False)
+    with pytest.raises(ConfigError, match=r"paper\.scanner: a SANE device name is backend:address"):
+        settings_from_mapping({"paper": {"scanner": "scanner"}}, "cabin.toml", require_server=False)

@@ -17,9 +17,11 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from gateway.app import Cabin
 from gateway.config import ScreenSettings
+from gateway.documents.printer import PrintError
 from gateway.documents.transfer import CHUNK_BYTES
 from gateway.session import rtc_configuration
 from tests.conftest import free_port, wait_until
+from tests.cups import PrivateCups
 from tests.gateway.test_cabin_loop import loopback_only
 from tests.signaling.conftest import World, receive_until, server_options, world
 
@@ -46,6 +48,7 @@ class Adviser:
         self.statuses: list[dict[str, Any]] = []
         self.answered = asyncio.Event()
         self.opened = asyncio.Event()
+        self.pro: Any = None  # its signaling socket
         self.pc.on("datachannel", self._on_channel)
 
     def _on_channel(self, channel: RTCDataChannel) -> None:
@@ -90,17 +93,10 @@ async def cabin(world: World) -> AsyncIterator[Cabin]:
 
 async def test_a_pdf_reaches_the_cabin_and_is_forgotten_with_the_appointment(world: World, cabin: Cabin) -> None:
     gateway = cabin.gateway
-    await gateway.check_in("apt_other")
-    pro = await world.professional(world.other)
-    await pro.send_str(json.dumps({"type": "admit", "appointment_id": "apt_other"}))
-    offer = await receive_until(pro, "offer")
-    assert offer["sdp"].count("m=application") == 1
-    adviser = Adviser()
-    answer = await adviser.answer(offer["sdp"])
-    await pro.send_str(json.dumps({"type": "answer", "appointment_id": "apt_other", "sdp": answer}))
-    await asyncio.wait_for(adviser.opened.wait(), timeout=15)
-    await wait_until(lambda: adviser.channels["documents"].readyState == "open", timeout=10, what="the channel")
+    adviser = await a_call(world, cabin)
     assert list(adviser.channels) == ["documents"], "no vitals channel in an energy appointment"
+    offer = gateway.sessions["apt_other"]._pc.localDescription.sdp
+    assert offer.count("m=application") == 1
 
     three = pdf(3) + b"%" + bytes(150_000)  # several chunks
     adviser.send("doc_1", "Contrat.pdf", "application/pdf", three)
@@ -115,7 +111,59 @@ async def test_a_pdf_reaches_the_cabin_and_is_forgotten_with_the_appointment(wor
     # A reading has nowhere to go in this call.
     assert gateway.medical_link() is None
 
-    await pro.send_str(json.dumps({"type": "bye", "appointment_id": "apt_other"}))
+    await adviser.pro.send_str(json.dumps({"type": "bye", "appointment_id": "apt_other"}))
     await wait_until(lambda: "apt_other" not in gateway.documents, timeout=10, what="the documents forgotten")
     await adviser.pc.close()
-    await pro.close()
+
+
+async def test_the_citizen_prints_it_and_both_ends_hear_how_it_went(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with PrivateCups() as cups:
+        monkeypatch.setenv("CUPS_SERVER", cups.server)
+        config = world.cabin_config("cabin-2", printer_queue=cups.queue)
+        async with Cabin(config, screen=ScreenSettings(port=free_port())) as cabin:
+            gateway = cabin.gateway
+            await asyncio.wait_for(gateway.connected.wait(), timeout=10)
+            adviser = await a_call(world, cabin)
+            adviser.send("doc_1", "Échéancier.pdf", "application/pdf", pdf(3))
+            assert (await adviser.status("doc_1"))["state"] == "received"
+
+            printed = await gateway.print_document("apt_other", "doc_1")
+            (output,) = cups.printed()
+            assert len(pypdf.PdfReader(output).pages) == 3
+            await wait_until(
+                lambda: [s["state"] for s in adviser.statuses if s["id"] == "doc_1"][-1] == "printed",
+                timeout=10,
+                what="the console told it is printed",
+            )
+            states = [s["state"] for s in adviser.statuses if s["id"] == "doc_1"]
+            assert states == ["received", "printing", "printed"]
+            assert gateway.documents["apt_other"].states["doc_1"][0].value == "printed"
+            assert cups.spooled() == [] and printed.seconds > 0
+
+            # The printer is out of paper: both ends are told, the call goes on.
+            await cups.run("cupsdisable", "-r", "out of paper", cups.queue)
+            with pytest.raises(PrintError):
+                await gateway.print_document("apt_other", "doc_1")
+            await wait_until(
+                lambda: adviser.statuses[-1]["state"] == "print-failed", timeout=10, what="the failure told"
+            )
+            assert adviser.statuses[-1]["reason"] == "stopped"
+            assert gateway.sessions["apt_other"].connection_state == "connected"
+            await adviser.pc.close()
+
+
+async def a_call(world: World, cabin: Cabin) -> Adviser:
+    """cabin-2's energy appointment: checked in, admitted, answered; the documents channel open."""
+    await cabin.gateway.check_in("apt_other")
+    pro = await world.professional(world.other)
+    await pro.send_str(json.dumps({"type": "admit", "appointment_id": "apt_other"}))
+    offer = await receive_until(pro, "offer")
+    adviser = Adviser()
+    adviser.pro = pro
+    answer = await adviser.answer(offer["sdp"])
+    await pro.send_str(json.dumps({"type": "answer", "appointment_id": "apt_other", "sdp": answer}))
+    await asyncio.wait_for(adviser.opened.wait(), timeout=15)
+    await wait_until(lambda: adviser.channels["documents"].readyState == "open", timeout=10, what="the channel")
+    return adviser
