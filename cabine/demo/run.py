@@ -77,6 +77,8 @@ class DemoOptions:
     languages: tuple[str, ...] = KNOWN_LANGUAGES
     # The cabin's self-test (at start-up and on request); None: none (tests that do not need it).
     selftest: SelftestRunner | None = None
+    # The cabin's printer: a CUPS queue (CUPS_SERVER picks the scheduler); None: no printer.
+    printer_queue: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +214,7 @@ async def _started(
                 stamp_video=options.stamp_video,
                 video_codec=options.video_codec,
                 auto_checkin=options.auto_checkin,
+                printer_queue=options.printer_queue,
             )
             cabin = await stack.enter_async_context(
                 Cabin(

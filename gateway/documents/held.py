@@ -46,3 +46,15 @@ class HeldDocuments:
 
     def all(self) -> list[Held]:
         return list(self._documents.values())
+
+    def view(self, held: Held) -> dict[str, object]:
+        """One document as the cabin screen lists it: never its content, which the page fetches page by page."""
+        state, reason = self.states.get(held.document.id, (None, ""))
+        return {
+            "id": held.document.id,
+            "name": held.document.name,
+            "kind": held.checked.kind,
+            "pages": held.checked.pages,
+            "state": None if state is None else state.value,
+            "reason": reason,
+        }

@@ -72,6 +72,10 @@ class Screen:
     languages: tuple[str, ...] = (DEFAULT_LANGUAGE,)
     # The professional shares their screen: the page shows it large, their face small.
     sharing: bool = False
+    # The documents the professional sent in this call, oldest first: id, name, kind, pages, print state and reason.
+    documents: tuple[dict[str, Any], ...] = ()
+    # Whether the cabin has a printer (the page offers "Imprimer" only then).
+    can_print: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The message pushed to the page (loopback only; the reading is the citizen's own, shown to them)."""
@@ -96,6 +100,8 @@ class Screen:
             "help": self.help.value,
             "languages": list(self.languages),
             "sharing": self.sharing,
+            "documents": list(self.documents),
+            "can_print": self.can_print,
         }
 
 

@@ -14,6 +14,7 @@ Server -> page: {"type": "screen", ...} (see gateway.kiosk.screen), {"type": "of
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import ipaddress
@@ -31,6 +32,8 @@ from aiohttp.typedefs import Handler
 from aiortc import MediaStreamTrack
 
 from gateway.cabin import CabinGateway
+from gateway.documents.printer import PrintError
+from gateway.documents.render import RenderError, render_page
 from gateway.errors import ConfigError, GatewayError
 from gateway.kiosk.loopback import LoopbackError, LoopbackMedia
 from gateway.kiosk.screen import (
@@ -50,6 +53,8 @@ from signaling.protocol import AppointmentInfo
 from webclient import WEBCLIENT_DIR
 
 log = logging.getLogger("cabine.gateway.kiosk")
+# Pages of the call's documents kept drawn in memory for the screen (each a few hundred KB).
+PAGES_KEPT: Final = 8
 
 DEFAULT_PORT: Final = 8088
 MAX_MESSAGE_BYTES: Final = 64 * 1024
@@ -133,6 +138,9 @@ class KioskServer(AsyncResource):
         self._offers = 0
         self._wake = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._prints: set[asyncio.Task[None]] = set()
+        # Pages drawn for the screen, the latest few (memory only; forgotten with the documents).
+        self._pages: collections.OrderedDict[tuple[str, int], bytes] = collections.OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -161,6 +169,7 @@ class KioskServer(AsyncResource):
         app = web.Application(middlewares=[self._local_only], client_max_size=MAX_MESSAGE_BYTES)
         app.router.add_get("/", self._index)
         app.router.add_get("/kiosk/ws", self._websocket)
+        app.router.add_get("/documents/{id}/{page}.png", self._document_page)
         app.router.add_static("/static/cabin/", self._webclient / "cabin", follow_symlinks=False)
         app.router.add_static("/static/shared/", self._webclient / "shared", follow_symlinks=False)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -185,7 +194,8 @@ class KioskServer(AsyncResource):
         if self._closed:
             return
         self._closed = True
-        await cancel_and_wait(self._tasks)
+        await cancel_and_wait([*self._tasks, *self._prints])
+        self._pages.clear()
         await self._close_media(tell_page=False)
         client, self._client = self._client, None
         if client is not None and not client.closed:
@@ -281,6 +291,11 @@ class KioskServer(AsyncResource):
             self.lang = str(lang)
         elif kind == "dismiss":
             self._ending = None
+        elif kind == "print":
+            document_id = message.get("id")
+            if not isinstance(document_id, str) or self._focus is None:
+                raise KioskProtocolError("'print' needs the 'id' of a document of the call")
+            self._print(self._focus, document_id)
         elif kind == "answer":
             sdp, offer = message.get("sdp"), message.get("offer")
             if not isinstance(sdp, str) or not sdp.startswith("v=0") or not isinstance(offer, int):
@@ -289,6 +304,46 @@ class KioskServer(AsyncResource):
         else:
             raise KioskProtocolError(f"unknown message type {str(kind)[:32]!r}")
         self._wake.set()
+
+    def _print(self, appointment_id: str, document_id: str) -> None:
+        """The citizen pressed "Imprimer": print in the background; the screen follows the document's state."""
+
+        async def run() -> None:
+            try:
+                await self.gateway.print_document(appointment_id, document_id)
+            except (PrintError, KeyError) as exc:
+                log.info("%s: document %s not printed: %s", self.label, document_id, exc)
+
+        task = asyncio.create_task(run(), name="kiosk-print")
+        self._prints.add(task)
+        task.add_done_callback(self._prints.discard)
+
+    async def _document_page(self, request: web.Request) -> web.StreamResponse:
+        """GET /documents/{id}/{page}.png: a page of a document of the call in progress, drawn in memory."""
+        focus = self._focus
+        held = None if focus is None else self.gateway.documents.get(focus)
+        found = None if held is None else held.get(request.match_info["id"])
+        try:
+            page = int(request.match_info["page"])
+        except ValueError:
+            page = 0
+        if found is None or not 1 <= page <= found.checked.pages:
+            raise web.HTTPNotFound(text="no such page")
+        headers = {"Cache-Control": "no-store"}
+        if found.checked.kind == "image":
+            return web.Response(body=found.document.data, content_type=found.document.mime, headers=headers)
+        key = (found.document.id, page)
+        image = self._pages.get(key)
+        if image is None:
+            try:
+                image = await render_page(found.document.data, page)
+            except RenderError as exc:
+                log.warning("%s: %s", self.label, exc)
+                raise web.HTTPUnprocessableEntity(text=str(exc)) from None
+            self._pages[key] = image
+            while len(self._pages) > PAGES_KEPT:
+                self._pages.popitem(last=False)
+        return web.Response(body=image, content_type="image/png", headers=headers)
 
     async def start(self, appointment_id: object = None) -> bool:
         """The citizen presses "start": check in to the open appointment; returns whether one was open."""
@@ -381,8 +436,19 @@ class KioskServer(AsyncResource):
             reading=None if focus is None else gw.latest_reading.get(focus),
             help=help_phase(gw.help is not None, gw.help is not None and gw.help.alert_id is not None),
         )
-        sharing = screen.state is ScreenState.IN_CALL and session is not None and session.screen_sharing
-        return dataclasses.replace(screen, languages=self.languages, sharing=sharing)
+        in_call = screen.state is ScreenState.IN_CALL
+        sharing = in_call and session is not None and session.screen_sharing
+        held = gw.documents.get(focus) if in_call and focus is not None else None
+        documents = () if held is None else tuple(held.view(item) for item in held.all())
+        if held is None:
+            self._pages.clear()
+        return dataclasses.replace(
+            screen,
+            languages=self.languages,
+            sharing=sharing,
+            documents=documents,
+            can_print=gw.config.printer_queue is not None,
+        )
 
     async def _watch(self) -> None:
         while True:

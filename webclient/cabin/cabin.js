@@ -13,6 +13,8 @@ const state = {
   ws: null,
   pc: null, // the loopback peer connection carrying the call's media
   mids: {},
+  doc: null, // the document shown: { id, page }
+  docSeen: null, // the latest document announced (spoken once)
   confirming: false,
   spoken: { screen: null, prompt: null, help: "none" },
   lastSpeech: [],
@@ -126,6 +128,53 @@ function appointmentLine(a) {
   return parts.join(" ");
 }
 
+// The documents the professional sent in this call: the latest shown, a page at a time; "Imprimer" if there is a
+// printer. The page image is drawn by the gateway (in memory), fetched from this same loopback server.
+function renderDocuments(s) {
+  const documents = s.state === "in-call" ? s.documents ?? [] : [];
+  const measuring = $("call").classList.contains("measuring");
+  const latest = documents[documents.length - 1];
+  if (latest && latest.id !== state.docSeen) {
+    state.docSeen = latest.id;
+    state.doc = { id: latest.id, page: 1 };
+    say([t("docShown", { who: who(s.appointment) })]);
+  }
+  const current = documents.find((d) => d.id === state.doc?.id);
+  const shown = Boolean(current) && !measuring;
+  $("documents").hidden = !shown;
+  $("call").classList.toggle("reading-document", shown);
+  if (!shown) return;
+  const page = Math.min(Math.max(1, state.doc.page), current.pages);
+  const name = current.name;
+  $("documents-title").textContent = t("docTitle", { who: who(s.appointment), name });
+  const src = `/documents/${encodeURIComponent(current.id)}/${page}.png`;
+  if ($("doc-page").getAttribute("src") !== src) $("doc-page").src = src;
+  $("doc-page").alt = t("docPage", { page, pages: current.pages, name });
+  $("doc-where").textContent = t("docWhere", { page, pages: current.pages });
+  $("doc-prev").setAttribute("aria-label", t("docPrevious"));
+  $("doc-next").setAttribute("aria-label", t("docNext"));
+  $("doc-prev").disabled = page <= 1;
+  $("doc-next").disabled = page >= current.pages;
+  $("doc-print").hidden = !s.can_print;
+  $("doc-print").disabled = current.state === "printing";
+  $("doc-state").textContent = printWords(current, who(s.appointment));
+  $("doc-state").classList.toggle("error", current.state === "print-failed");
+}
+
+// What became of the print, in plain words: a failure says why when the printer said (stopped, no printer).
+function printWords(doc, who) {
+  if (!doc.state || doc.state === "received") return "";
+  const specific = doc.state === "print-failed" ? `docState.${doc.reason}` : `docState.${doc.state}`;
+  const key = STRINGS[state.lang][specific] ? specific : "docState.print-failed";
+  return t(key, { who });
+}
+
+function turnPage(step) {
+  if (!state.doc) return;
+  state.doc.page += step;
+  render();
+}
+
 function renderMeasure(s) {
   const prompt = s.state === "in-call" ? s.prompt : null;
   const reading = s.state === "in-call" ? s.reading : null;
@@ -208,6 +257,7 @@ function render() {
   $("help-banner").hidden = help === "none";
   $("help-text").textContent = help === "none" ? "" : t(`help.${help}`);
   renderMeasure(view);
+  renderDocuments(view);
   speakChanges(view, hero);
 }
 
@@ -341,6 +391,11 @@ function connect() {
 
 $("start").addEventListener("click", () => send({ type: "start", appointment_id: state.screen?.appointment?.id }));
 $("help").addEventListener("click", () => send({ type: "help" }));
+$("doc-prev").addEventListener("click", () => turnPage(-1));
+$("doc-next").addEventListener("click", () => turnPage(1));
+$("doc-print").addEventListener("click", () => {
+  if (state.doc) send({ type: "print", id: state.doc.id });
+});
 $("dismiss").addEventListener("click", () => send({ type: "dismiss" }));
 $("end").addEventListener("click", () => {
   state.confirming = true;

@@ -9,6 +9,7 @@ import { MediaWatch, checkTurn } from "/static/pro/liveness.js";
 import { VitalsPanel } from "/static/pro/vitals-panel.js";
 import { downloadJson, renderSummary } from "/static/pro/summary.js";
 import { cabinCheckSentence } from "/static/pro/cabin-check.js";
+import { DocumentSender } from "/static/pro/documents.js";
 
 const $ = (id) => document.getElementById(id);
 const token = decodeURIComponent(location.pathname.replace(/^\/join\//, ""));
@@ -28,6 +29,7 @@ const state = {
   // the shared screen's track while sharing. Sharing starts and stops with replaceTrack: no renegotiation.
   screenSender: null,
   screenTrack: null,
+  documents: new DocumentSender(),
   pc: null,
   local: null,
   signaling: null,
@@ -87,6 +89,7 @@ function applyLanguage() {
   panel.setLanguage(t, state.lang);
   renderCabinCheck();
   renderShare();
+  renderDocuments();
   if (state.ended) renderSummary({ table: $("summary-table"), meta: $("summary-meta"), panel,
                                    appointment: state.appointment, t, lang: state.lang });
 }
@@ -183,6 +186,7 @@ function newPeer() {
   pc.addEventListener("track", (event) => showRemoteTrack($("remote"), event));
   pc.addEventListener("datachannel", (event) => {
     if (event.channel.label === "vitals") state.vitals.attach(event.channel);
+    if (event.channel.label === "documents") state.documents.attach(event.channel);
   });
   pc.addEventListener("icecandidate", (event) => {
     const c = event.candidate;
@@ -275,6 +279,31 @@ function stopShare() {
   if (track) track.stop();
   $("share-status").textContent = "";
   renderShare();
+}
+
+function renderDocuments() {
+  const docs = state.documents;
+  $("send-doc-button").hidden = !docs.ready;
+  const list = $("docs-sent");
+  list.replaceChildren(
+    ...docs.sent.map((d) => {
+      const item = document.createElement("li");
+      item.dataset.state = d.state;
+      item.textContent = t(`doc.${d.state}`).replace("{name}", d.name).replace("{reason}", d.reason);
+      return item;
+    }),
+  );
+}
+
+async function sendDocument(file) {
+  try {
+    await state.documents.send(file);
+  } catch (error) {
+    const item = document.createElement("li");
+    item.dataset.state = "not-sent";
+    item.textContent = t(`doc.${error.message}`);
+    $("docs-sent").append(item);
+  }
 }
 
 function videoRejected(sdp) {
@@ -440,6 +469,20 @@ $("admit").addEventListener("click", () => {
 $("mute").addEventListener("click", () => toggleTrack($("mute"), "audio"));
 $("camera-off").addEventListener("click", () => toggleTrack($("camera-off"), "video"));
 $("share").addEventListener("click", () => toggleShare().catch(() => stopShare()));
+state.documents.addEventListener("change", renderDocuments);
+$("send-doc-button").addEventListener("click", () => $("send-doc").click());
+$("send-doc").addEventListener("change", (event) => {
+  for (const file of event.target.files) sendDocument(file);
+  event.target.value = "";
+});
+// A document dropped on the cabin's picture goes to the cabin too.
+$("call").addEventListener("dragover", (event) => {
+  if (state.documents.ready) event.preventDefault();
+});
+$("call").addEventListener("drop", (event) => {
+  event.preventDefault();
+  for (const file of event.dataTransfer.files) sendDocument(file);
+});
 $("end").addEventListener("click", finish);
 $("download-fhir").addEventListener("click", () => {
   if (state.bundle) downloadJson(state.bundle, `consultation-${state.appointment.id}.fhir.json`);
