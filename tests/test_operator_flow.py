@@ -150,7 +150,8 @@ async def test_operator_books_two_kinds_for_one_cabin_and_restarts(tmp_path: Pat
             ),
             chromium(tmp_path / "profile") as browser,
         ):
-            # The bank adviser's call: video and sound, and no vitals at any layer.
+            # The bank adviser's call: video and sound, and no vitals at any layer. The cabin has a screen: one data
+            # channel, for documents only.
             page = await browser.new_page()
             await page.goto(links["bank"])
             await page.get_by_role("button", name="Rejoindre").click()
@@ -158,7 +159,10 @@ async def test_operator_books_two_kinds_for_one_cabin_and_restarts(tmp_path: Pat
             await page.wait_for_selector("body[data-state=inCall]", timeout=20_000)
             sdp: str = await page.evaluate("window.cabine.pc.remoteDescription.sdp")
             assert "m=video" in sdp and "m=audio" in sdp
-            assert "m=application" not in sdp
+            assert sdp.count("m=application") == 1
+            await page.get_by_role("button", name="Envoyer un document").wait_for()
+            assert await page.evaluate("window.cabine.vitals.channel") is None, "no vitals channel"
+            assert await page.evaluate("window.cabine.documents.channel.label") == "documents"
             assert await page.locator("#vitals").is_hidden()
             # cabin-a never sees cabin-b's appointment, and cabin-b's link waits for cabin-b only.
             other = await browser.new_page()
