@@ -305,6 +305,11 @@ class KioskServer(AsyncResource):
             raise KioskProtocolError(f"unknown message type {str(kind)[:32]!r}")
         self._wake.set()
 
+    @property
+    def pages_kept(self) -> int:
+        """Pages of the call's documents drawn and kept in memory (0 once they are forgotten)."""
+        return len(self._pages)
+
     def _print(self, appointment_id: str, document_id: str) -> None:
         """The citizen pressed "Imprimer": print in the background; the screen follows the document's state."""
 

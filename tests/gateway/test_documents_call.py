@@ -9,8 +9,10 @@ import hashlib
 import io
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pypdf
 import pytest
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
@@ -167,3 +169,53 @@ async def a_call(world: World, cabin: Cabin) -> Adviser:
     await asyncio.wait_for(adviser.opened.wait(), timeout=15)
     await wait_until(lambda: adviser.channels["documents"].readyState == "open", timeout=10, what="the channel")
     return adviser
+
+
+def files_holding(folder: Path, needles: tuple[bytes, ...]) -> list[Path]:
+    """Files under `folder` whose bytes hold any of `needles`."""
+    found = []
+    for path in folder.rglob("*"):
+        if path.is_file() and any(needle in path.read_bytes() for needle in needles):
+            found.append(path)
+    return found
+
+
+async def test_nothing_of_a_document_is_kept_after_the_appointment(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The cabin's runtime directory, the print queue's spool and cups-pdf's own spool hold nothing of a printed
+    document once the appointment is over; the cabin's memory and its screen's page cache are empty."""
+    writer = pypdf.PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    writer.add_metadata({"/Title": "Relevé 4F7Q-XK2M"})
+    out = io.BytesIO()
+    writer.write(out)
+    document = out.getvalue()
+    needles = (b"4F7Q-XK2M", hashlib.sha256(document).hexdigest().encode(), b"Releve-4F7Q")
+    runtime = tmp_path / "run"
+    async with PrivateCups() as cups:
+        monkeypatch.setenv("CUPS_SERVER", cups.server)
+        config = world.cabin_config("cabin-2", printer_queue=cups.queue, runtime_dir=runtime)
+        async with Cabin(config, screen=ScreenSettings(port=free_port())) as cabin:
+            gateway = cabin.gateway
+            await asyncio.wait_for(gateway.connected.wait(), timeout=10)
+            adviser = await a_call(world, cabin)
+            adviser.send("doc_1", "Releve-4F7Q.pdf", "application/pdf", document)
+            assert (await adviser.status("doc_1"))["state"] == "received"
+            # The cabin screen draws its page (kept in memory for the screen).
+            kiosk = cabin.kiosk
+            assert kiosk is not None
+            async with aiohttp.ClientSession() as http:
+                url = f"http://127.0.0.1:{kiosk.port}/documents/doc_1/1.png"
+                async with http.get(url) as response:
+                    assert response.status == 200 and (await response.read()).startswith(b"\x89PNG")
+            assert kiosk.pages_kept == 1
+            await gateway.print_document("apt_other", "doc_1")
+            assert len(cups.printed()) == 1  # the paper that came out (cups-pdf's output stands for it)
+            await adviser.pro.send_str(json.dumps({"type": "bye", "appointment_id": "apt_other"}))
+            await wait_until(lambda: not gateway.documents, timeout=10, what="the documents forgotten")
+            await wait_until(lambda: kiosk.pages_kept == 0, timeout=10, what="the drawn pages forgotten")
+            await adviser.pc.close()
+        assert files_holding(runtime, needles) == []
+        assert cups.spooled() == []
+        assert files_holding(cups.spool, needles) == [] and files_holding(cups.root / "cpspool", needles) == []
