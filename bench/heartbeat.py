@@ -78,7 +78,7 @@ async def run(seconds: float) -> None:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = runner.addresses[0][1]
         counted = Counted()
         proxy = await forwarder(port, counted)
         proxy_port = proxy.sockets[0].getsockname()[1]
@@ -94,7 +94,7 @@ async def run(seconds: float) -> None:
         async with Cabin(config, selftest_at_start=False) as cabin:
             await asyncio.wait_for(cabin.gateway.connected.wait(), timeout=10)
             await asyncio.sleep(1.0)  # the connection's opening (hello, welcome, schedule) is not the steady cost
-            start_up, start_down, start_beats = counted.up, counted.down, hub.metrics.heartbeats._value.get()
+            start_up, start_down, start_beats = counted.up, counted.down, hub.fleet.heartbeats
             arrivals: list[float] = []
             last = hub.fleet.latest("bench-cabin")
             t0 = time.monotonic()
@@ -106,7 +106,7 @@ async def run(seconds: float) -> None:
                     last = latest
             elapsed = time.monotonic() - t0
             up, down = counted.up - start_up, counted.down - start_down
-            beats = hub.metrics.heartbeats._value.get() - start_beats
+            beats = hub.fleet.heartbeats - start_beats
             sample = cabin.gateway.heartbeats.last
         proxy.close()
         await runner.cleanup()

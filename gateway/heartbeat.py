@@ -208,6 +208,9 @@ class HeartbeatLoop:
         self.wall_clock = wall_clock
         # The system disk: what fills up on an unattended PC (logs, updates); the runtime directory is a tmpfs.
         self._probe = probe or SystemProbe(Path(os.sep))
+        # The PC's figures, read at each full beat only: a change (every reading moves a device's time) sends a
+        # heartbeat within a second, and must not read /proc and /sys each time, nor make the load's window tiny.
+        self._system = SystemFigures()
         self._software = software_version()
         self._started = time.monotonic()
         self._pings: deque[bool] = deque(maxlen=LOSS_WINDOW)
@@ -247,7 +250,7 @@ class HeartbeatLoop:
             last_readings=cabin.last_reading_at,
             rtt_ms=self._rtt_ms,
             loss=round(self._pings.count(False) / len(self._pings), 3) if self._pings else None,
-            system=self._probe.figures(),
+            system=self._system,
             in_session=bool(cabin.sessions),
         )
 
@@ -274,6 +277,7 @@ class HeartbeatLoop:
                 full = now >= next_full
                 if full:
                     await self._measure_round_trip()
+                    self._system = self._probe.figures()
                     next_full = now + self.period
                 beat = self.heartbeat()
                 steady = steady_part(beat)

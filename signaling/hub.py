@@ -235,11 +235,15 @@ class Hub:
     def check_fleet(self) -> None:
         """Raise or clear every cabin's offline alert (and the others the fleet derives) as time goes by."""
         watched = {c.id for c in self.config.store.list_cabins() if c.enrolled and not c.disabled}
-        for cabin_id in watched | set(self._conditions):
-            self._reconcile(cabin_id, watched=cabin_id in watched)
+        changed = [
+            self._reconcile(cabin_id, watched=cabin_id in watched) for cabin_id in watched | set(self._conditions)
+        ]
+        if any(changed):
+            self.notify()
 
-    def _reconcile(self, cabin_id: str, *, watched: bool = True, selftest: dict[Condition, str] | None = None) -> None:
-        """Make the cabin's fleet alerts (and, given `selftest`, its self-test alert) match its conditions now.
+    def _reconcile(self, cabin_id: str, *, watched: bool = True, selftest: dict[Condition, str] | None = None) -> bool:
+        """Make the cabin's fleet alerts (and, given `selftest`, its self-test alert) match its conditions now;
+        whether an alert changed (the caller tells the dashboards).
 
         An alert opens when its condition appears and closes when it goes: an operator who resolved one while the
         condition held is not asked again until the condition comes back.
@@ -277,8 +281,7 @@ class Hub:
             self._conditions[cabin_id] = wanted
         else:
             self._conditions.pop(cabin_id, None)
-        if changed:
-            self.notify()
+        return changed
 
     def on_alert(self, alert: Alert) -> None:
         """An alert opened or closed: the booking systems' webhooks are told (no health data in an alert)."""

@@ -8,6 +8,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 import pytest
 
@@ -32,12 +33,16 @@ async def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str
         await asyncio.sleep(0.02)
 
 
+def unavailable(message: str) -> NoReturn:
+    """Something a test needs is missing here: a skip locally, a failure under CI=true."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def need_tool(name: str, package: str = "systemd") -> str:
     """The program's path; without it, a skip locally and a failure under CI=true."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (Debian package {package}; .ci/run installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{name} is not installed (Debian package {package}; .ci/run installs it)")
     return path

@@ -6,7 +6,6 @@ stops."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -29,7 +28,7 @@ from gateway.session import rtc_configuration
 from signaling.webhooks import WebhookTarget
 from tests.browser import chromium
 from tests.conftest import free_port, wait_until
-from tests.signaling.conftest import OPERATOR_KEY, World, receive_until, world
+from tests.signaling.conftest import OPERATOR_KEY, World, follow_fleet, open_alerts, receive_until, world
 from tests.webhook_receiver import SECRET, Receiver, webhook_receiver
 
 __all__ = ["world"]
@@ -82,20 +81,7 @@ async def alerts_of(world: World, cabin: str = "cabin-1") -> dict[str, dict[str,
 
 async def until_alerts(world: World, predicate: Any, *, what: str, timeout: float = 30) -> dict[str, dict[str, Any]]:
     """Follow the dashboard's live feed until the cabin's open alerts satisfy `predicate`; then the REST view."""
-    live = await world.client.ws_connect("/api/v1/fleet/live")
-    await live.send_str(json.dumps({"type": "hello", "token": OPERATOR_KEY}))
-    seen: set[str] = set()
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                snapshot = json.loads((await live.receive()).data)
-                seen = {f"{a['kind']} {a['subject']}".strip() for a in snapshot["alerts"] if a["cabin_id"] == "cabin-1"}
-                if predicate(seen):
-                    break
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}: open alerts {sorted(seen)}")
-    finally:
-        await live.close()
+    await follow_fleet(world, lambda snapshot: bool(predicate(open_alerts(snapshot))), what=what, timeout=timeout)
     current = await alerts_of(world)
     assert predicate(set(current)), f"{what}: the REST API shows {sorted(current)}"
     return current

@@ -125,12 +125,13 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
 def _active_content(reader: pypdf.PdfReader) -> str | None:
     """The first name of _ACTIVE found in the document's catalog, name tree or pages' actions, if any."""
     seen: set[int] = set()
-    budget = [20_000]  # objects visited, bounding a document built to make this walk long
+    budget = 20_000  # objects visited, bounding a document built to make this walk long
 
     def walk(value: PdfObject | None, depth: int) -> str | None:
-        if value is None or depth > 12 or budget[0] <= 0:
+        nonlocal budget
+        if value is None or depth > 12 or budget <= 0:
             return None
-        budget[0] -= 1
+        budget -= 1
         if isinstance(value, IndirectObject):
             if value.idnum in seen:
                 return None

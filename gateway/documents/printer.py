@@ -12,15 +12,14 @@ the tests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
 from typing import Final
 
+from gateway.documents.program import ProgramMissing, ProgramTimeout, run_program
 from gateway.errors import GatewayError
 
 log = logging.getLogger("cabine.gateway.printer")
@@ -64,34 +63,18 @@ class CupsPrinter:
             raise GatewayError(f"the print timeout must be > 0 seconds, got {timeout}")
         self.queue, self._server, self._timeout = queue, server, timeout
 
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        if self._server is not None:
-            env["CUPS_SERVER"] = self._server
-        env["LC_ALL"] = "C"  # CUPS's messages in English, which this module reads
-        return env
-
     async def _run(self, *argv: str, stdin: bytes | None = None) -> tuple[int, str]:
+        """(exit status, what it wrote, stdout then stderr)."""
+        # CUPS's messages in English, which this module reads.
+        env = {"LC_ALL": "C", **({"CUPS_SERVER": self._server} if self._server is not None else {})}
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                env=self._env(),
-            )
-        except FileNotFoundError:
+            done = await run_program(list(argv), stdin=stdin, timeout=COMMAND_TIMEOUT, env=env)
+        except ProgramMissing:
             missing = f"{argv[0]} is not installed (Debian package cups-client)"
             raise PrintError(PrintProblem.NO_PRINTER, missing) from None
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(stdin), COMMAND_TIMEOUT)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        except ProgramTimeout:
             raise PrintError(PrintProblem.NO_PRINTER, f"{argv[0]} got no answer from CUPS") from None
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(errors="replace").strip()
+        return done.returncode, (done.stdout + done.stderr).decode(errors="replace").strip()
 
     async def state(self) -> str:
         """The queue's state as `lpstat -p` says it (idle, printing, disabled...).

@@ -7,10 +7,9 @@ and its output is bounded, as for any program reading a stranger's file.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Final
 
+from gateway.documents.program import ProgramMissing, ProgramOutputTooLarge, ProgramTimeout, run_program
 from gateway.errors import GatewayError
 
 # The cabin screen is about 1280 px wide: an A4 page at 110 dpi is 910 x 1286 px, legible from the chair.
@@ -36,24 +35,14 @@ async def render_page(pdf: bytes, page: int, *, dpi: int = DPI) -> bytes:
     # The PDF on stdin ("-") and no output root: the page goes to stdout.
     argv = ["pdftoppm", "-png", "-r", str(dpi), "-f", str(page), "-l", str(page), "-singlefile", "-"]
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except FileNotFoundError:
+        done = await run_program(argv, stdin=pdf, timeout=RENDER_TIMEOUT, max_stdout=MAX_PAGE_PNG)
+    except ProgramMissing:
         raise RenderError("pdftoppm is not installed (Debian package poppler-utils)") from None
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(pdf), RENDER_TIMEOUT)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+    except ProgramTimeout:
         raise RenderError(f"page {page} took more than {RENDER_TIMEOUT:g} s to draw") from None
-    if proc.returncode != 0 or not out.startswith(b"\x89PNG"):
-        detail = err.decode(errors="replace").strip().splitlines()
+    except ProgramOutputTooLarge:
+        raise RenderError(f"page {page} makes an image larger than {MAX_PAGE_PNG >> 20} MB") from None
+    if done.returncode != 0 or not done.stdout.startswith(b"\x89PNG"):
+        detail = done.stderr.decode(errors="replace").strip().splitlines()
         raise RenderError(f"page {page} cannot be drawn" + (f": {detail[-1]}" if detail else ""))
-    if len(out) > MAX_PAGE_PNG:
-        raise RenderError(f"page {page} makes an image larger than {MAX_PAGE_PNG >> 20} MB")
-    return out
+    return done.stdout

@@ -8,15 +8,13 @@ loaded: the system's by default, only the `test` backend in the tests and the de
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import enum
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from gateway.documents.program import ProgramMissing, ProgramOutputTooLarge, ProgramTimeout, run_program
 from gateway.errors import GatewayError
 
 SCAN_TIMEOUT: Final = 120.0
@@ -78,47 +76,25 @@ class SaneScanner:
         argv = ["scanimage", "--format=png", f"--resolution={self._resolution}", "--mode=Color", *self._options]
         if self.device is not None:
             argv[1:1] = ["-d", self.device]
-        env = {**os.environ, "LC_ALL": "C"}
+        env = {"LC_ALL": "C"}
         if self._config_dir is not None:
             env["SANE_CONFIG_DIR"] = str(self._config_dir)
         started = time.monotonic()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
-            )
-        except FileNotFoundError:
+            done = await run_program(argv, timeout=self._timeout, env=env, max_stdout=MAX_SCAN_BYTES)
+        except ProgramMissing:
             raise ScanError(ScanProblem.NO_SCANNER, "scanimage is not installed (Debian package sane-utils)") from None
-        try:
-            out, err = await asyncio.wait_for(self._collect(proc), self._timeout)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        except ProgramTimeout:
             raise ScanError(ScanProblem.TIMEOUT, f"no page within {self._timeout:g} s") from None
-        message = err.decode(errors="replace").strip()
-        if proc.returncode != 0 or not out.startswith(b"\x89PNG"):
+        except ProgramOutputTooLarge:
+            raise ScanError(ScanProblem.FAILED, f"the scan is larger than {MAX_SCAN_BYTES >> 20} MB") from None
+        out, message = done.stdout, done.stderr.decode(errors="replace").strip()
+        if done.returncode != 0 or not out.startswith(b"\x89PNG"):
             lowered = message.lower()
             if "busy" in lowered:
                 raise ScanError(ScanProblem.BUSY, message)
             absent = ("no sane devices found", "no scanners were identified", "open of device", "invalid argument")
             if any(words in lowered for words in absent):
                 raise ScanError(ScanProblem.NO_SCANNER, message or "no scanner found")
-            raise ScanError(ScanProblem.FAILED, message or f"scanimage exited with {proc.returncode}")
+            raise ScanError(ScanProblem.FAILED, message or f"scanimage exited with {done.returncode}")
         return Scan(out, time.monotonic() - started)
-
-    async def _collect(self, proc: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
-        """scanimage's output, at most MAX_SCAN_BYTES (a larger one is killed: not a page)."""
-        assert proc.stdout is not None and proc.stderr is not None
-        chunks: list[bytes] = []
-        size = 0
-        errors = asyncio.ensure_future(proc.stderr.read())
-        while chunk := await proc.stdout.read(1 << 20):
-            size += len(chunk)
-            if size > MAX_SCAN_BYTES:
-                proc.kill()
-                await proc.wait()
-                errors.cancel()
-                raise ScanError(ScanProblem.FAILED, f"the scan is larger than {MAX_SCAN_BYTES >> 20} MB")
-            chunks.append(chunk)
-        await proc.wait()
-        return b"".join(chunks), await errors

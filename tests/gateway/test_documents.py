@@ -25,15 +25,7 @@ from gateway.documents.transfer import (
     end,
     status,
 )
-
-
-def pdf(pages: int = 3, *, width: float = 595, height: float = 842) -> bytes:
-    writer = pypdf.PdfWriter()
-    for _ in range(pages):
-        writer.add_blank_page(width=width, height=height)
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
+from tests.paper import blank_pdf
 
 
 def png(width: int, height: int) -> bytes:
@@ -56,7 +48,7 @@ def send(receiver: DocumentReceiver, document_id: str, data: bytes, mime: str = 
 
 
 def test_a_document_arrives_in_chunks_and_is_verified() -> None:
-    data = pdf(3) + b"%" + bytes(200_000)  # padded past three chunks
+    data = blank_pdf(3) + b"%" + bytes(200_000)  # padded past three chunks
     receiver = DocumentReceiver()
     document = send(receiver, "doc_1", data)
     assert document is not None and document.data == data  # type: ignore[attr-defined]
@@ -89,7 +81,7 @@ def test_a_bad_announcement_is_refused(announcement: dict[str, object], words: s
 
 
 def test_truncated_damaged_or_overlong_documents_are_dropped_and_the_next_one_comes() -> None:
-    data = pdf(1)
+    data = blank_pdf(1)
     receiver = DocumentReceiver()
     receiver.text(announce("doc_1", "a.pdf", "application/pdf", data))
     receiver.binary(data[:100])
@@ -110,7 +102,7 @@ def test_truncated_damaged_or_overlong_documents_are_dropped_and_the_next_one_co
 
 
 def test_fit_documents_pass() -> None:
-    assert check_document(pdf(3), "application/pdf").pages == 3
+    assert check_document(blank_pdf(3), "application/pdf").pages == 3
     checked = check_document(png(1240, 1754), "image/png")
     assert (checked.kind, checked.width, checked.height) == ("image", 1240, 1754)
     assert check_document(jpeg(4000, 3000), "image/jpeg").width == 4000
@@ -153,18 +145,18 @@ def bomb(writer: pypdf.PdfWriter) -> None:
     ("make", "mime", "words"),
     [
         (lambda: b"MZ\x90\x00 this is a program", "application/pdf", "not a PDF"),
-        (lambda: pdf(2)[:300], "application/pdf", "damaged"),
+        (lambda: blank_pdf(2)[:300], "application/pdf", "damaged"),
         (lambda: pdf_with(javascript), "application/pdf", "contains a script"),
         (lambda: pdf_with(attachment), "application/pdf", "contains attached files"),
         (lambda: pdf_with(encrypted), "application/pdf", "protected by a password"),
-        (lambda: pdf(MAX_PAGES + 1), "application/pdf", f"has {MAX_PAGES + 1} pages"),
-        (lambda: pdf(1, width=20000, height=20000), "application/pdf", "unusable size"),
+        (lambda: blank_pdf(MAX_PAGES + 1), "application/pdf", f"has {MAX_PAGES + 1} pages"),
+        (lambda: blank_pdf(1, width=20000, height=20000), "application/pdf", "unusable size"),
         (lambda: pdf_with(bomb), "application/pdf", "PDF bomb"),
         (lambda: png(100_000, 100_000), "image/png", "too large"),
         (lambda: jpeg(60_000, 60_000), "image/jpeg", "too large"),
         (lambda: b"GIF89a", "image/png", "not a PNG"),
         (lambda: b"\xff\xd8\xff\xda", "image/jpeg", "damaged"),
-        (lambda: pdf(1), "text/html", "only PDF, PNG and JPEG"),
+        (lambda: blank_pdf(1), "text/html", "only PDF, PNG and JPEG"),
     ],
     ids=[
         "exe",
@@ -202,11 +194,11 @@ async def test_a_page_is_drawn_in_memory_for_the_cabin_screen() -> None:
     from tests.conftest import need_tool
 
     need_tool("pdftoppm", "poppler-utils")
-    image = await render_page(pdf(3), 2)
+    image = await render_page(blank_pdf(3), 2)
     checked = check_document(image, "image/png")
     # An A4 page (595 x 842 points) at 110 dpi.
     assert (checked.width, checked.height) == (910, 1287)
     with pytest.raises(RenderError, match="page 4 cannot be drawn"):
-        await render_page(pdf(3), 4)
+        await render_page(blank_pdf(3), 4)
     with pytest.raises(RenderError, match="cannot be drawn"):
         await render_page(b"%PDF-1.4 garbage", 1)

@@ -25,20 +25,12 @@ from gateway.session import rtc_configuration
 from tests.conftest import free_port, wait_until
 from tests.cups import PrivateCups
 from tests.gateway.test_cabin_loop import loopback_only
+from tests.paper import blank_pdf
 from tests.signaling.conftest import World, receive_until, server_options, world
 
 __all__ = ["loopback_only", "server_options", "world"]  # fixtures, imported to be used here
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def pdf(pages: int) -> bytes:
-    writer = pypdf.PdfWriter()
-    for _ in range(pages):
-        writer.add_blank_page(width=595, height=842)
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 class Adviser:
@@ -100,7 +92,7 @@ async def test_a_pdf_reaches_the_cabin_and_is_forgotten_with_the_appointment(wor
     offer = gateway.sessions["apt_other"]._pc.localDescription.sdp
     assert offer.count("m=application") == 1
 
-    three = pdf(3) + b"%" + bytes(150_000)  # several chunks
+    three = blank_pdf(3) + b"%" + bytes(150_000)  # several chunks
     adviser.send("doc_1", "Contrat.pdf", "application/pdf", three)
     assert (await adviser.status("doc_1"))["state"] == "received"
     held = gateway.documents["apt_other"].get("doc_1")
@@ -128,7 +120,7 @@ async def test_the_citizen_prints_it_and_both_ends_hear_how_it_went(
             gateway = cabin.gateway
             await asyncio.wait_for(gateway.connected.wait(), timeout=10)
             adviser = await a_call(world, cabin)
-            adviser.send("doc_1", "Échéancier.pdf", "application/pdf", pdf(3))
+            adviser.send("doc_1", "Échéancier.pdf", "application/pdf", blank_pdf(3))
             assert (await adviser.status("doc_1"))["state"] == "received"
 
             printed = await gateway.print_document("apt_other", "doc_1")

@@ -3,7 +3,6 @@ in the spool, and plain reasons when there is no printer or it is stopped."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import AsyncIterator
 
 import pypdf
@@ -11,17 +10,9 @@ import pytest
 
 from gateway.documents.printer import CupsPrinter, PrintError, PrintProblem
 from tests.cups import PrivateCups
+from tests.paper import blank_pdf
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def pdf(pages: int) -> bytes:
-    writer = pypdf.PdfWriter()
-    for _ in range(pages):
-        writer.add_blank_page(width=595, height=842)
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 @pytest.fixture
@@ -32,7 +23,7 @@ async def cups() -> AsyncIterator[PrivateCups]:
 
 async def test_a_three_page_pdf_comes_out_as_three_pages_and_leaves_nothing(cups: PrivateCups) -> None:
     printer = CupsPrinter(cups.queue, server=cups.server)
-    printed = await printer.print_document(pdf(3), "Relevé de compte")
+    printed = await printer.print_document(blank_pdf(3), "Relevé de compte")
     (output,) = cups.printed()
     assert len(pypdf.PdfReader(output).pages) == 3
     assert printed.seconds > 0
@@ -41,10 +32,10 @@ async def test_a_three_page_pdf_comes_out_as_three_pages_and_leaves_nothing(cups
 
 async def test_no_printer_and_a_stopped_printer_say_so(cups: PrivateCups) -> None:
     with pytest.raises(PrintError) as missing:
-        await CupsPrinter("no-such-queue", server=cups.server).print_document(pdf(1), "x")
+        await CupsPrinter("no-such-queue", server=cups.server).print_document(blank_pdf(1), "x")
     assert missing.value.problem is PrintProblem.NO_PRINTER
     await cups.run("cupsdisable", "-r", "out of paper", cups.queue)
     with pytest.raises(PrintError) as stopped:
-        await CupsPrinter(cups.queue, server=cups.server).print_document(pdf(1), "x")
+        await CupsPrinter(cups.queue, server=cups.server).print_document(blank_pdf(1), "x")
     assert stopped.value.problem is PrintProblem.STOPPED and "out of paper" in stopped.value.detail
     assert cups.printed() == [] and cups.spooled() == []

@@ -60,6 +60,18 @@ async def doctor_joins(browser: BrowserContext, demo: RunningDemo) -> Page:
     return doctor
 
 
+async def in_call(browser: BrowserContext, demo: RunningDemo) -> tuple[Page, Page]:
+    """The cabin screen and the professional's page, the citizen checked in and admitted: (cabin, professional)."""
+    assert demo.kiosk is not None
+    cabin = await browser.new_page()
+    await cabin.goto(demo.kiosk.url)
+    await cabin.get_by_role("button", name="Commencer").click()
+    professional = await doctor_joins(browser, demo)
+    await professional.get_by_role("button", name="Faire entrer").click()
+    await cabin.wait_for_selector("body[data-state=in-call]", timeout=20_000)
+    return cabin, professional
+
+
 def options(tmp_path: Path, port: int) -> DemoOptions:
     return DemoOptions(port=port, data_dir=tmp_path / "data", ice_addresses=("127.0.0.1",), kiosk_port=free_port())
 
@@ -216,13 +228,7 @@ async def test_a_teleconsultation_seen_from_the_cabin(tmp_path: Path, port: int)
 
 async def test_the_professional_ends_the_appointment(tmp_path: Path, port: int) -> None:
     async with run_demo(options(tmp_path, port)) as demo, chromium(tmp_path / "profile") as browser:
-        assert demo.kiosk is not None
-        cabin = await browser.new_page()
-        await cabin.goto(demo.kiosk.url)
-        await cabin.get_by_role("button", name="Commencer").click()
-        doctor = await doctor_joins(browser, demo)
-        await doctor.get_by_role("button", name="Faire entrer").click()
-        await cabin.wait_for_selector("body[data-state=in-call]", timeout=20_000)
+        cabin, doctor = await in_call(browser, demo)
         await doctor.get_by_role("button", name="Terminer").click()
         # The citizen is done: checked out for them, their readings forgotten, the screen says so.
         await cabin.wait_for_selector("body[data-state=ended][data-detail=professional]", timeout=15_000)

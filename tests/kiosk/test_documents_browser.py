@@ -4,7 +4,6 @@ both screens told; a file that is not a PDF refused on the console with the reas
 
 from __future__ import annotations
 
-import io
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,25 +15,17 @@ from signaling.protocol import AppointmentKind
 from tests.browser import chromium
 from tests.cups import PrivateCups
 from tests.kiosk.conftest import check_state
-from tests.kiosk.test_cabin_screen_browser import doctor_joins, options
+from tests.kiosk.test_cabin_screen_browser import in_call, options
+from tests.paper import blank_pdf
 
 pytestmark = pytest.mark.timeout(150)
-
-
-def pdf(pages: int) -> bytes:
-    writer = pypdf.PdfWriter()
-    for _ in range(pages):
-        writer.add_blank_page(width=595, height=842)
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 async def test_a_document_shown_and_printed_in_the_cabin(
     tmp_path: Path, port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     contract, fake = tmp_path / "contrat.pdf", tmp_path / "facture.pdf"
-    contract.write_bytes(pdf(3))
+    contract.write_bytes(blank_pdf(3))
     fake.write_bytes(b"MZ\x90\x00 a program named like a PDF")
     async with PrivateCups() as cups:
         monkeypatch.setenv("CUPS_SERVER", cups.server)
@@ -42,13 +33,7 @@ async def test_a_document_shown_and_printed_in_the_cabin(
             options(tmp_path, port), appointment_kind=AppointmentKind.ENERGY, printer_queue=cups.queue, devices="none"
         )
         async with run_demo(demo_options) as demo, chromium(tmp_path / "profile") as browser:
-            assert demo.kiosk is not None
-            cabin = await browser.new_page()
-            await cabin.goto(demo.kiosk.url)
-            await cabin.get_by_role("button", name="Commencer").click()
-            adviser = await doctor_joins(browser, demo)
-            await adviser.get_by_role("button", name="Faire entrer").click()
-            await cabin.wait_for_selector("body[data-state=in-call]", timeout=20_000)
+            cabin, adviser = await in_call(browser, demo)
             send = adviser.get_by_role("button", name="Envoyer un document")
             await send.wait_for(timeout=20_000)
 

@@ -12,7 +12,7 @@ import pytest
 from cabine.demo.run import run_demo
 from tests.browser import chromium, wait_js
 from tests.kiosk.conftest import check_state
-from tests.kiosk.test_cabin_screen_browser import doctor_joins, options
+from tests.kiosk.test_cabin_screen_browser import in_call, options
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,16 +36,9 @@ SHARED_JS = """async () => {
 
 async def test_the_professionals_screen_large_in_the_cabin(tmp_path: Path, port: int) -> None:
     async with run_demo(options(tmp_path, port)) as demo, chromium(tmp_path / "profile") as browser:
-        assert demo.kiosk is not None
-        session_offers = demo.gateway.sessions
-        cabin = await browser.new_page()
-        await cabin.goto(demo.kiosk.url)
-        await cabin.get_by_role("button", name="Commencer").click()
-        doctor = await doctor_joins(browser, demo)
-        await doctor.get_by_role("button", name="Faire entrer").click()
-        await cabin.wait_for_selector("body[data-state=in-call]", timeout=20_000)
+        cabin, doctor = await in_call(browser, demo)
         await doctor.wait_for_selector("body[data-state=inCall]", timeout=20_000)
-        session = session_offers[demo.appointment.id]
+        session = demo.gateway.sessions[demo.appointment.id]
         share = doctor.get_by_role("button", name="Partager l'écran")
         await share.wait_for()
         assert not await cabin.locator("#shared").is_visible()

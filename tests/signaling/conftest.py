@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -99,6 +100,33 @@ async def receive(ws: Any, expected_type: str | None = None, *, skip: tuple[str,
         if expected_type is not None:
             assert data["type"] == expected_type, data
         return data
+
+
+async def follow_fleet(
+    world: World, predicate: Callable[[dict[str, Any]], bool], *, what: str, timeout: float = 30
+) -> dict[str, Any]:
+    """Follow the dashboards' live feed (GET /api/v1/fleet/live, as the page does) until a snapshot satisfies
+    `predicate`; returns that snapshot."""
+    live = await world.client.ws_connect("/api/v1/fleet/live")
+    await live.send_str(json.dumps({"type": "hello", "token": OPERATOR_KEY}))
+    last: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await live.receive()
+                assert msg.type is WSMsgType.TEXT, f"the live feed closed waiting for {what}"
+                last = json.loads(msg.data)
+                if predicate(last):
+                    return last
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {what}: open alerts {last.get('alerts')}")
+    finally:
+        await live.close()
+
+
+def open_alerts(snapshot: dict[str, Any], cabin: str = "cabin-1") -> set[str]:
+    """The cabin's open alerts in a fleet snapshot, as "kind subject" ("kind" alone without a subject)."""
+    return {f"{a['kind']} {a['subject']}".strip() for a in snapshot["alerts"] if a["cabin_id"] == cabin}
 
 
 async def receive_until(ws: Any, expected_type: str) -> dict[str, Any]:

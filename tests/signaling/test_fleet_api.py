@@ -14,7 +14,7 @@ from aiohttp import WSMsgType
 
 from signaling.webhooks import WebhookTarget
 from tests.conftest import free_port
-from tests.signaling.conftest import OPERATOR_KEY, Clock, World, receive, receive_until
+from tests.signaling.conftest import OPERATOR_KEY, Clock, World, follow_fleet, receive, receive_until
 from tests.webhook_receiver import SECRET, Receiver, webhook_receiver
 
 pytestmark = pytest.mark.timeout(60)
@@ -79,22 +79,14 @@ async def open_kinds(world: World, cabin: str = "cabin-1") -> set[str]:
     return {a["kind"] for a in body["alerts"] if a["cabin_id"] == cabin}
 
 
+def kinds_of(snapshot: dict[str, Any], cabin: str) -> set[str]:
+    return {a["kind"] for a in snapshot["alerts"] if a["cabin_id"] == cabin}
+
+
 async def wait_kinds(world: World, predicate: Any, *, cabin: str = "cabin-1", what: str) -> set[str]:
     """Follow the live feed (as the dashboard does) until the cabin's open alert kinds satisfy `predicate`."""
-    live = await world.client.ws_connect("/api/v1/fleet/live")
-    await live.send_str(json.dumps({"type": "hello", "token": OPERATOR_KEY}))
-    kinds: set[str] = set()
-    try:
-        for _ in range(100):
-            msg = await live.receive(timeout=10)
-            assert msg.type is WSMsgType.TEXT, f"the live feed closed waiting for {what}"
-            snapshot = json.loads(msg.data)
-            kinds = {a["kind"] for a in snapshot["alerts"] if a["cabin_id"] == cabin}
-            if predicate(kinds):
-                return kinds
-        pytest.fail(f"never saw {what}: {kinds}")
-    finally:
-        await live.close()
+    snapshot = await follow_fleet(world, lambda s: bool(predicate(kinds_of(s, cabin))), what=what)
+    return kinds_of(snapshot, cabin)
 
 
 async def test_heartbeats_reach_the_fleet_the_live_feed_and_metrics(world: World, clock: Clock) -> None:
@@ -248,19 +240,14 @@ async def test_remote_configuration_versions_refusal_and_application(world: Worl
 
 async def wait_until_config(world: World, state: str) -> dict[str, Any]:
     """Follow the live feed until cabin-1's configuration is in `state`; then the REST view of it."""
-    live = await world.client.ws_connect("/api/v1/fleet/live")
-    await live.send_str(json.dumps({"type": "hello", "token": OPERATOR_KEY}))
-    try:
-        for _ in range(100):
-            snapshot = json.loads((await live.receive(timeout=10)).data)
-            entry = next(c for c in snapshot["cabins"] if c["id"] == "cabin-1")
-            if entry["config"]["status"] == state:
-                _, body = await api(world, "GET", "/api/v1/cabins/cabin-1/config")
-                assert body["status"] == state
-                return dict(body)
-    finally:
-        await live.close()
-    pytest.fail(f"the configuration never became {state}")
+
+    def reached(snapshot: dict[str, Any]) -> bool:
+        return any(c["id"] == "cabin-1" and c["config"]["status"] == state for c in snapshot["cabins"])
+
+    await follow_fleet(world, reached, what=f"the configuration {state}")
+    _, body = await api(world, "GET", "/api/v1/cabins/cabin-1/config")
+    assert body["status"] == state
+    return dict(body)
 
 
 async def test_a_failed_self_test_reaches_the_operator_and_the_professional(world: World, clock: Clock) -> None:
