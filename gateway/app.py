@@ -24,6 +24,8 @@ from gateway.cabin import CabinGateway, MeasurementHandler
 from gateway.config import CabinConfig, ScreenSettings
 from gateway.devices.readings import Reading
 from gateway.devices.service import DeviceService
+from gateway.documents.printer import Printer
+from gateway.documents.scanner import Scanner
 from gateway.kiosk import KioskServer
 from gateway.lifecycle import AsyncResource, cancel_and_wait
 from gateway.remote_config import RemoteSettings
@@ -58,6 +60,7 @@ class Cabin(AsyncResource):
         on_measurement_request: awaited with the kind the professional asks for (the demo's emulated devices).
         selftest: runs the self-test (at start-up and when signaling asks); None: the cabin has none.
         screen_socket: the cabin screen's listening socket, bound beforehand (so nothing changed if it failed).
+        printer, scanner: instead of the configuration's CUPS queue and SANE device (the demo's test ones).
     """
 
     def __init__(
@@ -71,6 +74,8 @@ class Cabin(AsyncResource):
         selftest_at_start: bool = True,
         selftest_lead: timedelta = SELFTEST_LEAD,
         screen_socket: socket.socket | None = None,
+        printer: Printer | None = None,
+        scanner: Scanner | None = None,
     ) -> None:
         self._screen = screen
         self._readings = readings
@@ -85,6 +90,8 @@ class Cabin(AsyncResource):
             trigger=on_measurement_request,
             self_view=screen.port != 0,
             selftest=self.run_selftest if selftest is not None else None,
+            printer=printer,
+            scanner=scanner,
         )
         self.gateway.on_config = self._apply_config
         self.devices: DeviceService | None = None

@@ -17,10 +17,12 @@ from typing import Protocol
 from gateway.backoff import Backoff
 from gateway.config import CabinConfig, config_digest
 from gateway.devices.readings import Reading
-from gateway.documents.check import Checked
+from gateway.documents.channel import DocumentsChannel
+from gateway.documents.desk import DocumentDesk
 from gateway.documents.held import HeldDocuments
-from gateway.documents.printer import CupsPrinter, Printed, PrintError, PrintProblem
-from gateway.documents.transfer import Document, DocumentState
+from gateway.documents.photo import PhotoError
+from gateway.documents.printer import CupsPrinter, Printed, Printer
+from gateway.documents.scanner import SaneScanner, Scanner
 from gateway.errors import ConfigError
 from gateway.heartbeat import PERIOD as HEARTBEAT_PERIOD
 from gateway.heartbeat import HeartbeatLoop
@@ -132,7 +134,10 @@ class CabinGateway(AsyncResource):
         self_view: bool = False,
         selftest: SelftestHandler | None = None,
         heartbeat_period: float = HEARTBEAT_PERIOD,
+        printer: Printer | None = None,
+        scanner: Scanner | None = None,
     ) -> None:
+        """`printer` and `scanner`: the configuration's CUPS queue and SANE device unless given (the demo's)."""
         self.config = config
         # What heartbeats name the configuration by (remote configuration numbers its versions; a file has a digest).
         self.config_version = config_digest(config)
@@ -178,8 +183,19 @@ class CabinGateway(AsyncResource):
         # the latest reading sent in each appointment, how each call ended for good, and a call for help.
         self.prompt: MeasurementPrompt | None = None
         self.latest_reading: dict[str, Reading] = {}
-        # The documents the professional sent in each appointment, in memory only, wiped with the appointment.
-        self.documents: dict[str, HeldDocuments] = {}
+        # The documents of each appointment, both ways, in memory only, wiped with the appointment.
+        if printer is None and config.printer_queue is not None:
+            printer = CupsPrinter(config.printer_queue)
+        if scanner is None and config.scanner_device is not None:
+            scanner = SaneScanner(config.scanner_device)
+        self.desk = DocumentDesk(
+            printer=printer,
+            scanner=scanner,
+            channel_of=self._documents_channel,
+            photo_of=self._take_photo,
+            notify=self._notify,
+            label=self.label,
+        )
         self.ended: dict[str, str] = {}
         self.help: HelpCall | None = None
         self._help_sent_at = -HELP_REPEAT_SECONDS
@@ -238,7 +254,7 @@ class CabinGateway(AsyncResource):
             self._journal.close()
         self._outboxes.clear()
         self.latest_reading.clear()
-        self.documents.clear()
+        self.desk.clear()
         self._stack.close()
 
     # --- signaling -------------------------------------------------------------------------------------------
@@ -381,49 +397,24 @@ class CabinGateway(AsyncResource):
         self._notify()
         await self._send(status)
 
+    @property
+    def documents(self) -> dict[str, HeldDocuments]:
+        """The documents of each appointment (the desk's), for the cabin screen."""
+        return self.desk.held
+
     async def print_document(self, appointment_id: str, document_id: str) -> Printed:
-        """Print a document the professional sent in this appointment (the citizen pressed "Imprimer").
+        """Print a document the professional sent (the citizen pressed "Imprimer"): see DocumentDesk."""
+        return await self.desk.print_document(appointment_id, document_id)
 
-        Its state goes to the professional's console (printing, then printed or print-failed with the reason) and to
-        the cabin screen.
-
-        Raises:
-            PrintError: no printer configured, or the print failed (the reason is in it).
-            KeyError: no such document in this appointment.
-        """
-        held = self.documents.get(appointment_id)
-        found = None if held is None else held.get(document_id)
-        if held is None or found is None:
-            raise KeyError(f"no document {document_id!r} in appointment {appointment_id!r}")
+    def _documents_channel(self, appointment_id: str) -> DocumentsChannel | None:
         session = self.sessions.get(appointment_id)
-        channel = None if session is None else session.documents
+        return None if session is None else session.documents
 
-        def tell(state: DocumentState, reason: str = "") -> None:
-            held.states[document_id] = (state, reason)
-            self._notify()
-            if channel is not None:
-                channel.send_status(document_id, state, reason)
-
-        if self.config.printer_queue is None:
-            tell(DocumentState.PRINT_FAILED, "this cabin has no printer")
-            raise PrintError(PrintProblem.NO_PRINTER, "this cabin has no printer")
-        tell(DocumentState.PRINTING)
-        try:
-            printed = await CupsPrinter(self.config.printer_queue).print_document(
-                found.document.data, found.document.name
-            )
-        except PrintError as exc:
-            tell(DocumentState.PRINT_FAILED, exc.problem.value)
-            raise
-        log.info("%s: document %s printed in %.1f s", self.label, document_id, printed.seconds)
-        tell(DocumentState.PRINTED)
-        return printed
-
-    def _document_received(self, appointment_id: str, document: Document, checked: Checked) -> None:
-        """A document from the professional, checked: held in memory for the cabin screen (bounded)."""
-        held = self.documents.setdefault(appointment_id, HeldDocuments())
-        held.add(document, checked)
-        self._notify()
+    async def _take_photo(self, appointment_id: str) -> bytes:
+        session = self.sessions.get(appointment_id)
+        if session is None:
+            raise PhotoError("no call in progress")
+        return await session.take_photo()
 
     async def send_heartbeat(self, heartbeat: Heartbeat) -> None:
         await self._send(heartbeat)
@@ -744,7 +735,8 @@ class CabinGateway(AsyncResource):
             ice_policy=link.ice_policy,
             adapt_video=self.config.adapt_video,
             on_screen_share=lambda sharing: self._notify(),
-            on_document=functools.partial(self._document_received, appointment_id),
+            on_document=functools.partial(self.desk.received, appointment_id),
+            on_document_control=functools.partial(self.desk.control, appointment_id),
         )
         self.sessions[appointment_id] = session
         if outbox is not None:
@@ -827,7 +819,7 @@ class CabinGateway(AsyncResource):
     async def _end_link(self, appointment_id: str) -> None:
         """Stop keeping this appointment's call up, and end the call; its documents are forgotten."""
         self.links.pop(appointment_id, None)
-        if self.documents.pop(appointment_id, None) is not None:
+        if self.desk.forget(appointment_id):
             self._notify()
         self._kicks.pop(appointment_id, None)
         task = self._supervisors.pop(appointment_id, None)
@@ -869,7 +861,7 @@ class CabinGateway(AsyncResource):
         if outbox is not None:
             outbox.clear()
         self.latest_reading.pop(appointment_id, None)
-        self.documents.pop(appointment_id, None)
+        self.desk.forget(appointment_id)
         if self.prompt is not None and self.prompt.appointment_id == appointment_id:
             self.prompt = None
 

@@ -27,7 +27,8 @@ from aiortc.sdp import candidate_from_sdp
 from gateway.devices import fhir
 from gateway.devices.readings import Reading
 from gateway.documents.channel import LABEL as DOCUMENTS_LABEL
-from gateway.documents.channel import DocumentsChannel, OnDocument
+from gateway.documents.channel import DocumentsChannel, OnControl, OnDocument
+from gateway.documents.photo import PhotoError, take_photo
 from gateway.errors import GatewayError
 from gateway.lifecycle import AsyncResource, cancel_and_wait
 from gateway.media.adaptation import (
@@ -161,6 +162,7 @@ class CallSession(AsyncResource):
         adapt_video: bool = False,
         on_screen_share: Callable[[bool], None] | None = None,
         on_document: OnDocument | None = None,
+        on_document_control: OnControl | None = None,
     ) -> None:
         """`video=False`: a call without any video section (after a professional's browser refused the video)."""
         if kind is AppointmentKind.MEDICAL and outbox is None:
@@ -202,6 +204,7 @@ class CallSession(AsyncResource):
         self._on_screen_share = on_screen_share
         # With a cabin screen, the documents the professional sends (any kind of appointment: never readings).
         self._on_document = on_document
+        self._on_document_control = on_document_control
         self.documents: DocumentsChannel | None = None
         # With a cabin screen, the camera is shared too: the professional and the citizen's own image.
         self._self_view = self_view
@@ -308,7 +311,9 @@ class CallSession(AsyncResource):
             self._channel.on("message", self._on_channel_message)
         if self._self_view and self._on_document is not None:
             channel = self._pc.createDataChannel(DOCUMENTS_LABEL, ordered=True)
-            self.documents = DocumentsChannel(channel, self._on_document, label=self.label)
+            self.documents = DocumentsChannel(
+                channel, self._on_document, on_control=self._on_document_control, label=self.label
+            )
         offer = await self._pc.createOffer()
         await self._pc.setLocalDescription(offer)
         if (self._channel is not None or self.documents is not None) and self._pc.sctp is not None:
@@ -502,6 +507,19 @@ class CallSession(AsyncResource):
         track = AdaptiveVideoTrack(relay.subscribe(keep=1), VideoLadder((full, small)))
         track.set_level(small)
         return track
+
+    async def take_photo(self) -> bytes:
+        """A still of the cabin's camera at its full size, as JPEG (a document the citizen holds up to it).
+
+        Raises:
+            PhotoError: no camera, the camera is unavailable (its card is being sent), or no frame in time.
+        """
+        relay, video = self._local_video, self._sources.video
+        if relay is None or video is None or self._closed:
+            raise PhotoError("this call has no camera")
+        if getattr(video, "available", True) is False:
+            raise PhotoError("the camera is unavailable")
+        return await take_photo(relay.subscribe(keep=1))
 
     async def _consume(self, track: MediaStreamTrack) -> None:
         # Remote tracks must be drained, or decoded frames pile up in memory.

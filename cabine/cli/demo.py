@@ -83,12 +83,19 @@ def add_demo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     demo.add_argument(
         "--codec", choices=["vp8", "h264"], help="video codec offered first (default VP8); the other is the fallback"
     )
+    demo.add_argument(
+        "--printer", metavar="QUEUE", help="a CUPS queue to print on (default: a test printer writing DATA_DIR/printed)"
+    )
+    demo.add_argument(
+        "--scanner", metavar="DEVICE", help="a SANE device to scan with, see `scanimage -L` (default: SANE's test one)"
+    )
     media_arguments(demo)
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
     from cabine.demo.run import DemoOptions, serve_demo
-    from gateway.errors import ConfigError
+    from gateway.documents.printer import CupsPrinter
+    from gateway.errors import ConfigError, GatewayError
     from gateway.media.codecs import VideoCodec
     from gateway.media.spec import SourceSpec, VideoFormat
     from gateway.selftest.cabin import cabin_selftest
@@ -101,7 +108,11 @@ def run_demo_command(args: argparse.Namespace) -> int:
         audio = SourceSpec.parse(args.audio, audio=True)
         video.check_available()
         audio.check_available()
-    except ConfigError as exc:
+        if args.printer is not None:
+            CupsPrinter(args.printer)  # checks the queue's name
+        if args.scanner is not None and not args.scanner.strip():
+            raise ConfigError("--scanner needs a SANE device name (see `scanimage -L`)")
+    except (ConfigError, GatewayError) as exc:
         print(f"cabine demo: error: {exc}", file=sys.stderr)
         return 2
     demo_options = DemoOptions(
@@ -122,6 +133,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
         appointment_kind=AppointmentKind(args.kind),
         video_codec=VideoCodec(args.codec) if args.codec else None,
         selftest=cabin_selftest,
+        printer_queue=args.printer,
+        scanner_device=args.scanner,
     )
     from gateway.allocator import limit_arenas
 

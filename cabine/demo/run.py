@@ -22,6 +22,7 @@ from pathlib import Path
 
 from cabine.demo.bluetooth import EmulatedBluetooth
 from cabine.demo.direct import DirectThermometer
+from cabine.demo.paper import TrayPrinter, sane_test_scanner
 from gateway.app import Cabin, ReadingSource, SelftestRunner
 from gateway.cabin import CabinGateway, MeasurementHandler
 from gateway.config import KNOWN_LANGUAGES, CabinConfig, DeviceAllowlist, ScreenSettings
@@ -77,8 +78,13 @@ class DemoOptions:
     languages: tuple[str, ...] = KNOWN_LANGUAGES
     # The cabin's self-test (at start-up and on request); None: none (tests that do not need it).
     selftest: SelftestRunner | None = None
-    # The cabin's printer: a CUPS queue (CUPS_SERVER picks the scheduler); None: no printer.
+    # The cabin's printer: a CUPS queue (CUPS_SERVER picks the scheduler); None: the test printer, or none.
     printer_queue: str | None = None
+    # The cabin's scanner: a SANE device; None: SANE's test scanner, or none.
+    scanner_device: str | None = None
+    # Without a queue or a device: a test printer writing into DATA_DIR/printed, and SANE's test scanner (both said
+    # so on the cabin screen); False: no printer, no scanner.
+    test_paper: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +221,11 @@ async def _started(
                 video_codec=options.video_codec,
                 auto_checkin=options.auto_checkin,
                 printer_queue=options.printer_queue,
+                scanner_device=options.scanner_device,
             )
+            test_paper = options.test_paper
+            printer = TrayPrinter(data / "printed") if test_paper and options.printer_queue is None else None
+            scanner = sane_test_scanner(data / "sane.d") if test_paper and options.scanner_device is None else None
             cabin = await stack.enter_async_context(
                 Cabin(
                     cabin_config,
@@ -224,6 +234,8 @@ async def _started(
                     on_measurement_request=trigger,
                     selftest=options.selftest,
                     screen_socket=screen_socket,
+                    printer=printer,
+                    scanner=scanner,
                 )
             )
             await asyncio.wait_for(cabin.gateway.connected.wait(), timeout=10)

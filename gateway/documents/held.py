@@ -1,13 +1,14 @@
-"""The documents held for one appointment, in memory only, bounded; the cabin screen shows them. Pure."""
+"""The documents held for one appointment, in memory only, bounded, and the document the professional asked for;
+the cabin screen shows them. Pure."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from gateway.documents.check import Checked
-from gateway.documents.transfer import Document, DocumentState
+from gateway.documents.transfer import Document, DocumentState, RequestState
 
 MAX_DOCUMENTS: Final = 10
 MAX_BYTES: Final = 60 * 1024 * 1024
@@ -19,6 +20,44 @@ class Held:
     checked: Checked
 
 
+@dataclass(slots=True)
+class DocumentRequest:
+    """A document the professional asked for, as the citizen goes; its image stays in memory, and only until sent."""
+
+    id: str
+    label: str
+    state: RequestState = RequestState.SHOWN
+    reason: str = ""
+    source: str | None = None  # "scanner" or "camera"
+    image: bytes | None = field(default=None, repr=False)
+    mime: str = ""
+    # Images taken so far: the page fetches the image again after "start again".
+    shots: int = 0
+    # The id the image was sent under, and whether the console said it has it whole.
+    sent_as: str | None = None
+    received: bool = False
+
+    @property
+    def open(self) -> bool:
+        """Still waiting on the citizen (or on the scanner or camera)."""
+        return self.state in (RequestState.SHOWN, RequestState.CAPTURING, RequestState.CAPTURED, RequestState.FAILED)
+
+    def forget_image(self) -> None:
+        self.image, self.mime = None, ""
+
+    def view(self) -> dict[str, object]:
+        """As the cabin screen shows it: the image is fetched by the page, from memory, while it is held."""
+        return {
+            "id": self.id,
+            "label": self.label,
+            "state": self.state.value,
+            "reason": self.reason,
+            "source": self.source,
+            "shot": self.shots if self.image is not None else None,
+            "received": self.received,
+        }
+
+
 class HeldDocuments:
     """At most MAX_DOCUMENTS and MAX_BYTES for one appointment: the oldest go first. Nothing here touches a disk."""
 
@@ -26,6 +65,8 @@ class HeldDocuments:
         self._documents: OrderedDict[str, Held] = OrderedDict()
         # What became of each document the citizen asked to print: (state, reason), for the cabin screen.
         self.states: dict[str, tuple[DocumentState, str]] = {}
+        # The document the professional asked the citizen for (one at a time: a new request replaces it).
+        self.request: DocumentRequest | None = None
 
     def __len__(self) -> int:
         return len(self._documents)
@@ -54,6 +95,7 @@ class HeldDocuments:
             "id": held.document.id,
             "name": held.document.name,
             "kind": held.checked.kind,
+            "role": None if held.document.role is None else held.document.role.value,
             "pages": held.checked.pages,
             "state": None if state is None else state.value,
             "reason": reason,

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from gateway.documents.program import ProgramMissing, ProgramTimeout, run_program
 from gateway.errors import GatewayError
@@ -52,8 +52,19 @@ class Printed:
     seconds: float
 
 
+class Printer(Protocol):
+    """What the cabin prints on: a CUPS queue, or the demo's test printer."""
+
+    # Where a test printer's pages go, said on the cabin screen ("": a real printer).
+    test_tray: str
+
+    async def print_document(self, data: bytes, title: str) -> Printed: ...
+
+
 class CupsPrinter:
     """One CUPS queue. Prints a document, waits until it is out, purges it."""
+
+    test_tray = ""
 
     def __init__(self, queue: str, *, server: str | None = None, timeout: float = PRINT_TIMEOUT) -> None:
         """Raises: GatewayError: an empty queue name or a timeout <= 0."""

@@ -12,7 +12,7 @@ import enum
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from gateway.documents.program import ProgramMissing, ProgramOutputTooLarge, ProgramTimeout, run_program
 from gateway.errors import GatewayError
@@ -43,6 +43,13 @@ class Scan:
     seconds: float
 
 
+class Scanner(Protocol):
+    # SANE's test backend (the demo's scanner): the cabin screen says so.
+    test: bool
+
+    async def scan(self) -> Scan: ...
+
+
 class SaneScanner:
     """One SANE device (None: the first scanimage finds)."""
 
@@ -65,6 +72,7 @@ class SaneScanner:
         if timeout <= 0:
             raise GatewayError(f"the scan timeout must be > 0 seconds, got {timeout}")
         self.device, self._resolution, self._timeout = device, resolution, timeout
+        self.test = device is not None and device.split(":", 1)[0] == "test"
         self._config_dir, self._options = config_dir, options
 
     async def scan(self) -> Scan:

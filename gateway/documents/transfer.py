@@ -5,6 +5,14 @@ bytes as binary messages of at most CHUNK_BYTES, then `{"v": 1, "type": "documen
 `{"v": 1, "type": "document-status", "id", "state", "reason"}` (state: received, refused, then printing, printed,
 print-failed for a print). A document over MAX_DOCUMENT_BYTES, a chunk past the announced size, bytes with no
 document announced, or a checksum that does not match ends that document with a refusal; the channel goes on.
+
+The announcement may carry a `role` ("summary", "prescription": the doctor's papers for the citizen, which the cabin
+screen offers to print first) and, from the cabin, the `request` it answers.
+
+Documents the other way: the professional asks `{"v": 1, "type": "document-request", "id", "label"}` (and may
+withdraw it: `document-request-cancel`); the cabin answers `{"v": 1, "type": "request-status", "id", "state",
+"reason"}` as the citizen goes (see RequestState), then sends the page the citizen confirmed as a document like any
+other, which the console acknowledges with a `document-status`.
 """
 
 from __future__ import annotations
@@ -32,12 +40,32 @@ class TransferError(GatewayError, ValueError):
     """A message on the documents channel that cannot be accepted; the message is fit to show the professional."""
 
 
+class Role(enum.StrEnum):
+    """What a document is for the citizen (the cabin screen names it, and offers to print it first)."""
+
+    SUMMARY = "summary"
+    PRESCRIPTION = "prescription"
+
+
 class DocumentState(enum.StrEnum):
     RECEIVED = "received"
     REFUSED = "refused"
     PRINTING = "printing"
     PRINTED = "printed"
     PRINT_FAILED = "print-failed"
+
+
+class RequestState(enum.StrEnum):
+    """Where a document the professional asked for stands, on the cabin's side."""
+
+    SHOWN = "shown"  # the cabin screen asks the citizen for it
+    CAPTURING = "capturing"  # the scanner or the camera is at work
+    CAPTURED = "captured"  # the citizen sees the image and confirms or starts again
+    SENDING = "sending"
+    SENT = "sent"
+    DECLINED = "declined"  # the citizen does not have it
+    FAILED = "failed"  # the scanner or the camera failed (the reason says which); the citizen may try again
+    CANCELLED = "cancelled"  # the professional withdrew it
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +77,32 @@ class Announced:
     mime: str
     size: int
     sha256: str
+    role: Role | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Requested:
+    """The professional asks the citizen for a document ("Justificatif de domicile")."""
+
+    id: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCancelled:
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """The console's answer about a document the cabin sent (received, or refused with its reason)."""
+
+    id: str
+    state: DocumentState
+    reason: str
+
+
+Control = Requested | RequestCancelled | Acknowledged
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +113,7 @@ class Document:
     name: str
     mime: str
     data: bytes = field(repr=False)
+    role: Role | None = None
 
 
 def status(document_id: str, state: DocumentState, reason: str = "") -> str:
@@ -67,9 +122,15 @@ def status(document_id: str, state: DocumentState, reason: str = "") -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
-def announce(document_id: str, name: str, mime: str, data: bytes) -> str:
-    """The sender's announcement of `data` (the cabin uses it to send a scan back)."""
-    message = {
+def request_status(request_id: str, state: RequestState, reason: str = "") -> str:
+    """The cabin's answer about a document the professional asked for."""
+    message = {"v": VERSION, "type": "request-status", "id": request_id, "state": state.value, "reason": reason}
+    return json.dumps(message, separators=(",", ":"))
+
+
+def announce(document_id: str, name: str, mime: str, data: bytes, *, request: str | None = None) -> str:
+    """The sender's announcement of `data` (the cabin uses it to send a scan back, naming the request)."""
+    message: dict[str, object] = {
         "v": VERSION,
         "type": "document",
         "id": document_id,
@@ -78,6 +139,8 @@ def announce(document_id: str, name: str, mime: str, data: bytes) -> str:
         "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
+    if request is not None:
+        message["request"] = request
     return json.dumps(message, separators=(",", ":"))
 
 
@@ -104,7 +167,31 @@ def _announced(data: dict[str, Any], max_bytes: int) -> Announced:
         raise TransferError(f"the document is too large ({size / 1e6:.1f} MB; at most {max_bytes / 1e6:.0f} MB)")
     if not isinstance(digest, str) or not _SHA256.match(digest):
         raise TransferError("the document's checksum must be a SHA-256 in hexadecimal")
-    return Announced(document_id, name.strip(), str(mime), size, digest)
+    role = data.get("role")
+    if role is not None and role not in set(Role):
+        raise TransferError(f"a document's role is one of {', '.join(Role)}")
+    return Announced(document_id, name.strip(), str(mime), size, digest, None if role is None else Role(role))
+
+
+def _label(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME or any(ord(c) < 32 for c in value):
+        raise TransferError(f"what is asked for must be said in 1 to {MAX_NAME} printable characters")
+    return value.strip()
+
+
+def _control(kind: object, data: dict[str, Any]) -> Control:
+    """A request, its withdrawal, or the console's acknowledgement of a document the cabin sent."""
+    control_id = data.get("id")
+    if not isinstance(control_id, str) or not _ID.match(control_id):
+        raise TransferError(f"a {str(kind)[:32]} message has no valid id")
+    if kind == "document-request":
+        return Requested(control_id, _label(data.get("label")))
+    if kind == "document-request-cancel":
+        return RequestCancelled(control_id)
+    state, reason = data.get("state"), data.get("reason", "")
+    if state not in (DocumentState.RECEIVED.value, DocumentState.REFUSED.value) or not isinstance(reason, str):
+        raise TransferError("a document-status from the console is received or refused, with a reason")
+    return Acknowledged(control_id, DocumentState(state), reason[:200])
 
 
 class DocumentReceiver:
@@ -127,8 +214,8 @@ class DocumentReceiver:
     def _drop(self) -> None:
         self._current, self._parts, self._received = None, [], 0
 
-    def text(self, message: str) -> Document | None:
-        """A control message.
+    def text(self, message: str) -> Document | Control | None:
+        """A control message: the Document it completes, a request and its kin, or None.
 
         Raises:
             TransferError: not a document protocol message, or the document ends wrong (its reason).
@@ -157,7 +244,9 @@ class DocumentReceiver:
                 raise TransferError(f"the document arrived truncated ({len(body)} of {current.size} bytes)")
             if hashlib.sha256(body).hexdigest() != current.sha256:
                 raise TransferError("the document arrived damaged (its checksum does not match)")
-            return Document(current.id, current.name, current.mime, body)
+            return Document(current.id, current.name, current.mime, body, current.role)
+        if kind in ("document-request", "document-request-cancel", "document-status"):
+            return _control(kind, data)
         raise TransferError(f"unknown message {str(kind)[:32]!r} on the documents channel")
 
     def binary(self, chunk: bytes) -> None:

@@ -59,6 +59,25 @@ class Ending:
 
 
 @dataclass(frozen=True, slots=True)
+class Paper:
+    """The cabin's printer and scanner as the citizen is told of them (the demo's are test ones: said so)."""
+
+    can_scan: bool = False
+    test_printer: bool = False
+    test_scanner: bool = False
+    # Where the test printer's pages go ("" : a real printer).
+    tray: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "can_scan": self.can_scan,
+            "test_printer": self.test_printer,
+            "test_scanner": self.test_scanner,
+            "tray": self.tray,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Screen:
     state: ScreenState
     lang: str
@@ -76,6 +95,10 @@ class Screen:
     documents: tuple[dict[str, Any], ...] = ()
     # Whether the cabin has a printer (the page offers "Imprimer" only then).
     can_print: bool = False
+    # The document the professional asks the citizen for: id, label, state, reason, source, shot (the image's
+    # number while the citizen sees it), received.
+    request: dict[str, Any] | None = None
+    paper: Paper = Paper()
 
     def to_json(self) -> dict[str, Any]:
         """The message pushed to the page (loopback only; the reading is the citizen's own, shown to them)."""
@@ -102,6 +125,8 @@ class Screen:
             "sharing": self.sharing,
             "documents": list(self.documents),
             "can_print": self.can_print,
+            "request": self.request,
+            "paper": self.paper.to_json(),
         }
 
 

@@ -22,7 +22,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -32,7 +32,7 @@ from aiohttp.typedefs import Handler
 from aiortc import MediaStreamTrack
 
 from gateway.cabin import CabinGateway
-from gateway.documents.printer import PrintError
+from gateway.documents.desk import SOURCES, NoRequest
 from gateway.documents.render import RenderError, render_page
 from gateway.errors import ConfigError, GatewayError
 from gateway.kiosk.loopback import LoopbackError, LoopbackMedia
@@ -40,6 +40,7 @@ from gateway.kiosk.screen import (
     DEFAULT_LANGUAGE,
     CallPhase,
     Ending,
+    Paper,
     Screen,
     ScreenState,
     choose_focus,
@@ -170,6 +171,7 @@ class KioskServer(AsyncResource):
         app.router.add_get("/", self._index)
         app.router.add_get("/kiosk/ws", self._websocket)
         app.router.add_get("/documents/{id}/{page}.png", self._document_page)
+        app.router.add_get("/captures/{id}/{shot}", self._capture)
         app.router.add_static("/static/cabin/", self._webclient / "cabin", follow_symlinks=False)
         app.router.add_static("/static/shared/", self._webclient / "shared", follow_symlinks=False)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -296,6 +298,8 @@ class KioskServer(AsyncResource):
             if not isinstance(document_id, str) or self._focus is None:
                 raise KioskProtocolError("'print' needs the 'id' of a document of the call")
             self._print(self._focus, document_id)
+        elif kind in ("capture", "send-capture", "retake", "decline"):
+            self._answer_request(str(kind), message)
         elif kind == "answer":
             sdp, offer = message.get("sdp"), message.get("offer")
             if not isinstance(sdp, str) or not sdp.startswith("v=0") or not isinstance(offer, int):
@@ -312,16 +316,53 @@ class KioskServer(AsyncResource):
 
     def _print(self, appointment_id: str, document_id: str) -> None:
         """The citizen pressed "Imprimer": print in the background; the screen follows the document's state."""
+        self._background(self.gateway.print_document(appointment_id, document_id), "print")
+
+    def _answer_request(self, kind: str, message: dict[str, Any]) -> None:
+        """The citizen answers the professional's request for a document: capture (with the scanner or the camera),
+        send what they see, start again, or say they do not have it. Runs in the background; the screen follows.
+
+        Raises:
+            KioskProtocolError: no appointment, or a capture with no valid source.
+        """
+        focus, desk = self._focus, self.gateway.desk
+        if focus is None:
+            raise KioskProtocolError(f"'{kind}' needs an appointment in progress")
+        if kind == "capture":
+            source = message.get("source")
+            if source not in SOURCES:
+                raise KioskProtocolError(f"'capture' needs a 'source': {' or '.join(SOURCES)}")
+            self._background(desk.capture(focus, str(source)), kind)
+        elif kind == "send-capture":
+            self._background(desk.send_capture(focus), kind)
+        else:
+            try:
+                (desk.retake if kind == "retake" else desk.decline)(focus)
+            except NoRequest as exc:
+                log.info("%s: %s: %s", self.label, kind, exc)
+
+    def _background(self, work: Coroutine[Any, Any, object], what: str) -> None:
+        """Run a citizen's action that takes time (printing, scanning, sending); its failures are on the screens."""
 
         async def run() -> None:
             try:
-                await self.gateway.print_document(appointment_id, document_id)
-            except (PrintError, KeyError) as exc:
-                log.info("%s: document %s not printed: %s", self.label, document_id, exc)
+                await work
+            except (GatewayError, KeyError) as exc:
+                log.info("%s: %s: %s", self.label, what, exc)
 
-        task = asyncio.create_task(run(), name="kiosk-print")
+        task = asyncio.create_task(run(), name=f"kiosk-{what}")
         self._prints.add(task)
         task.add_done_callback(self._prints.discard)
+
+    async def _capture(self, request: web.Request) -> web.StreamResponse:
+        """GET /captures/{id}/{shot}: the image the citizen took for the professional, until it is sent."""
+        focus = self._focus
+        held = None if focus is None else self.gateway.documents.get(focus)
+        asked = None if held is None else held.request
+        shot = request.match_info["shot"]
+        if asked is None or asked.id != request.match_info["id"] or asked.image is None or shot != str(asked.shots):
+            raise web.HTTPNotFound(text="no such image")
+        return web.Response(body=asked.image, content_type=asked.mime, headers={"Cache-Control": "no-store"})
 
     async def _document_page(self, request: web.Request) -> web.StreamResponse:
         """GET /documents/{id}/{page}.png: a page of a document of the call in progress, drawn in memory."""
@@ -447,12 +488,21 @@ class KioskServer(AsyncResource):
         documents = () if held is None else tuple(held.view(item) for item in held.all())
         if held is None:
             self._pages.clear()
+        asked = None if held is None else held.request
+        printer, scanner = gw.desk.printer, gw.desk.scanner
         return dataclasses.replace(
             screen,
             languages=self.languages,
             sharing=sharing,
             documents=documents,
-            can_print=gw.config.printer_queue is not None,
+            can_print=printer is not None,
+            request=None if asked is None else asked.view(),
+            paper=Paper(
+                can_scan=scanner is not None,
+                test_printer=printer is not None and bool(printer.test_tray),
+                test_scanner=scanner is not None and scanner.test,
+                tray=printer.test_tray if printer is not None else "",
+            ),
         )
 
     async def _watch(self) -> None:

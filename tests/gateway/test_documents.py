@@ -15,10 +15,16 @@ import pytest
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject, TextStringObject
 
 from gateway.documents.check import MAX_PAGES, DocumentRefused, check_document
+from gateway.documents.desk import file_name
 from gateway.documents.transfer import (
     CHUNK_BYTES,
+    Acknowledged,
+    Document,
     DocumentReceiver,
     DocumentState,
+    RequestCancelled,
+    Requested,
+    Role,
     TransferError,
     announce,
     chunks,
@@ -78,6 +84,39 @@ def test_a_bad_announcement_is_refused(announcement: dict[str, object], words: s
     message.update(announcement)
     with pytest.raises(TransferError, match=words):
         DocumentReceiver().text(json.dumps(message))
+
+
+def test_requests_withdrawals_and_acknowledgements_are_read_and_bad_ones_refused() -> None:
+    receiver = DocumentReceiver()
+
+    def read(message: dict[str, object]) -> object:
+        return receiver.text(json.dumps({"v": 1, **message}))
+
+    asked = read({"type": "document-request", "id": "req_1", "label": "  Justificatif de domicile "})
+    assert asked == Requested("req_1", "Justificatif de domicile")
+    assert read({"type": "document-request-cancel", "id": "req_1"}) == RequestCancelled("req_1")
+    acknowledged = read({"type": "document-status", "id": "cab_1", "state": "refused", "reason": "x" * 500})
+    assert acknowledged == Acknowledged("cab_1", DocumentState.REFUSED, "x" * 200)
+    refusals = [
+        ({"type": "document-request", "id": "req 1", "label": "a"}, "no valid id"),
+        ({"type": "document-request", "id": "req_1", "label": ""}, "1 to 120 printable characters"),
+        ({"type": "document-request", "id": "req_1", "label": "a\u0007b"}, "printable"),
+        ({"type": "document-request", "id": "req_1", "label": "x" * 121}, "1 to 120"),
+        ({"type": "document-status", "id": "cab_1", "state": "printed"}, "received or refused"),
+    ]
+    for message, words in refusals:
+        with pytest.raises(TransferError, match=words):
+            read(message)
+    # The doctor's papers say what they are; anything else is refused.
+    data = blank_pdf(1)
+    receiver.text(announce("doc_1", "Ordonnance.pdf", "application/pdf", data)[:-1] + ',"role":"prescription"}')
+    receiver.binary(data)
+    document = receiver.text(end("doc_1"))
+    assert isinstance(document, Document) and document.role is Role.PRESCRIPTION
+    with pytest.raises(TransferError, match="role is one of"):
+        receiver.text(announce("doc_2", "a.pdf", "application/pdf", data)[:-1] + ',"role":"invoice"}')
+    assert file_name("Avis d'imposition 2025/2026", "image/png") == "Avis d'imposition 2025 2026.png"
+    assert file_name("../../", "image/jpeg") == "document.jpg"
 
 
 def test_truncated_damaged_or_overlong_documents_are_dropped_and_the_next_one_comes() -> None:

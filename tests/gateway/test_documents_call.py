@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import io
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,15 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from gateway.app import Cabin
 from gateway.config import ScreenSettings
+from gateway.documents.check import check_document
+from gateway.documents.desk import NoRequest
+from gateway.documents.photo import PhotoError
 from gateway.documents.printer import PrintError
+from gateway.documents.scanner import SaneScanner, ScanError, ScanProblem
 from gateway.documents.transfer import CHUNK_BYTES
 from gateway.session import rtc_configuration
-from tests.conftest import free_port, wait_until
+from signaling.protocol import dump
+from tests.conftest import free_port, need_tool, wait_until
 from tests.cups import PrivateCups
 from tests.gateway.test_cabin_loop import loopback_only
 from tests.paper import blank_pdf
@@ -40,6 +46,9 @@ class Adviser:
         self.pc = RTCPeerConnection(rtc_configuration(()))
         self.channels: dict[str, RTCDataChannel] = {}
         self.statuses: list[dict[str, Any]] = []
+        # The documents the cabin sent back (announcement, then bytes), and the cabin's words on each request.
+        self.incoming: list[tuple[dict[str, Any], bytearray]] = []
+        self.requests: list[dict[str, Any]] = []
         self.answered = asyncio.Event()
         self.opened = asyncio.Event()
         self.pro: Any = None  # its signaling socket
@@ -47,12 +56,34 @@ class Adviser:
 
     def _on_channel(self, channel: RTCDataChannel) -> None:
         self.channels[channel.label] = channel
-        channel.on("message", self._on_status)
+        channel.on("message", self._on_message)
         self.opened.set()
 
-    def _on_status(self, text: str) -> None:
-        self.statuses.append(json.loads(text))
+    def _on_message(self, data: str | bytes) -> None:
+        if isinstance(data, bytes):
+            self.incoming[-1][1].extend(data)
+            return
+        message = json.loads(data)
+        kind = message["type"]
+        if kind == "document":
+            self.incoming.append((message, bytearray()))
+        elif kind == "request-status":
+            self.requests.append(message)
+        elif kind == "document-status":
+            self.statuses.append(message)
         self.answered.set()
+
+    def ask(self, request_id: str, label: str) -> None:
+        message = {"v": 1, "type": "document-request", "id": request_id, "label": label}
+        self.channels["documents"].send(json.dumps(message))
+
+    async def request_state(self, request_id: str, state: str) -> dict[str, Any]:
+        """Waits up to 10 s for the cabin to say this request reached `state`."""
+        async with asyncio.timeout(10):
+            while not (found := [r for r in self.requests if r["id"] == request_id and r["state"] == state]):
+                self.answered.clear()
+                await self.answered.wait()
+        return found[-1]
 
     async def answer(self, sdp: str) -> str:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
@@ -176,7 +207,8 @@ async def test_nothing_of_a_document_is_kept_after_the_appointment(
     world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The cabin's runtime directory, the print queue's spool and cups-pdf's own spool hold nothing of a printed
-    document once the appointment is over; the cabin's memory and its screen's page cache are empty."""
+    document once the appointment is over, nor of a page scanned for the adviser; the cabin's memory and its screen's
+    page cache are empty."""
     writer = pypdf.PdfWriter()
     writer.add_blank_page(width=595, height=842)
     writer.add_metadata({"/Title": "Relevé 4F7Q-XK2M"})
@@ -188,7 +220,8 @@ async def test_nothing_of_a_document_is_kept_after_the_appointment(
     async with PrivateCups() as cups:
         monkeypatch.setenv("CUPS_SERVER", cups.server)
         config = world.cabin_config("cabin-2", printer_queue=cups.queue, runtime_dir=runtime)
-        async with Cabin(config, screen=ScreenSettings(port=free_port())) as cabin:
+        scanner = sane_test(tmp_path)
+        async with Cabin(config, screen=ScreenSettings(port=free_port()), scanner=scanner) as cabin:
             gateway = cabin.gateway
             await asyncio.wait_for(gateway.connected.wait(), timeout=10)
             adviser = await a_call(world, cabin)
@@ -204,10 +237,126 @@ async def test_nothing_of_a_document_is_kept_after_the_appointment(
             assert kiosk.pages_kept == 1
             await gateway.print_document("apt_other", "doc_1")
             assert len(cups.printed()) == 1  # the paper that came out (cups-pdf's output stands for it)
+
+            # A page scanned for the adviser, shown on the cabin screen, then sent.
+            adviser.ask("req_1", "Avis d'imposition")
+            await adviser.request_state("req_1", "shown")
+            await gateway.desk.capture("apt_other", "scanner")
+            request = gateway.documents["apt_other"].request
+            assert request is not None and request.image is not None
+            scan = request.image
+            needles += (hashlib.sha256(scan).hexdigest().encode(), scan[len(scan) // 2 : len(scan) // 2 + 48])
+            async with aiohttp.ClientSession() as http:
+                url = f"http://127.0.0.1:{kiosk.port}/captures/req_1/{request.shots}"
+                async with http.get(url) as response:
+                    assert response.status == 200 and await response.read() == scan
+            await gateway.desk.send_capture("apt_other")
+            await adviser.request_state("req_1", "sent")
             await adviser.pro.send_str(json.dumps({"type": "bye", "appointment_id": "apt_other"}))
             await wait_until(lambda: not gateway.documents, timeout=10, what="the documents forgotten")
             await wait_until(lambda: kiosk.pages_kept == 0, timeout=10, what="the drawn pages forgotten")
             await adviser.pc.close()
-        assert files_holding(runtime, needles) == []
+        assert files_holding(runtime, needles) == [] and files_holding(tmp_path / "sane.d", needles) == []
         assert cups.spooled() == []
         assert files_holding(cups.spool, needles) == [] and files_holding(cups.root / "cpspool", needles) == []
+
+
+def sane_test(tmp_path: Path, *options: str) -> SaneScanner:
+    """SANE's own test scanner (the `test` backend alone), with its debugging options if given."""
+    need_tool("scanimage", "sane-utils")
+    config = tmp_path / "sane.d"
+    config.mkdir(exist_ok=True)
+    (config / "dll.conf").write_text("test\n")
+    return SaneScanner("test:0", resolution=75, config_dir=config, options=("--test-picture=Grid", *options))
+
+
+async def test_a_document_asked_is_scanned_shown_confirmed_and_received(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The adviser asks; nothing leaves until the citizen confirms; what arrives is exactly the page scanned, and
+    the cabin keeps nothing of it once sent. What was asked for is in no log line and no heartbeat."""
+    caplog.set_level(logging.DEBUG)
+    config = world.cabin_config("cabin-2")
+    scanner = sane_test(tmp_path)
+    async with Cabin(config, screen=ScreenSettings(port=free_port()), scanner=scanner) as cabin:
+        gateway, desk = cabin.gateway, cabin.gateway.desk
+        await asyncio.wait_for(gateway.connected.wait(), timeout=10)
+        adviser = await a_call(world, cabin)
+        adviser.ask("req_1", "Justificatif de domicile")
+        await adviser.request_state("req_1", "shown")
+        request = gateway.documents["apt_other"].request
+        assert request is not None and request.label == "Justificatif de domicile"
+
+        await desk.capture("apt_other", "scanner")
+        await adviser.request_state("req_1", "captured")
+        assert request.image is not None and adviser.incoming == [], "nothing leaves before the citizen confirms"
+        scanned = request.image
+        assert check_document(scanned, "image/png").width == 236
+
+        document_id = await desk.send_capture("apt_other")
+        await adviser.request_state("req_1", "sent")
+        ((announced, body),) = adviser.incoming
+        assert announced["id"] == document_id and announced["request"] == "req_1"
+        assert announced["name"] == "Justificatif de domicile.png" and announced["mime"] == "image/png"
+        assert bytes(body) == scanned and hashlib.sha256(body).hexdigest() == announced["sha256"]
+        assert request.image is None, "forgotten once sent"
+        status = {"v": 1, "type": "document-status", "id": document_id, "state": "received", "reason": ""}
+        adviser.channels["documents"].send(json.dumps(status))
+        await wait_until(lambda: request.received, timeout=10, what="the console's acknowledgement")
+
+        # A press arriving late (the request is done) is refused plainly, and changes nothing.
+        with pytest.raises(NoRequest):
+            await desk.send_capture("apt_other")
+        states = [r["state"] for r in adviser.requests if r["id"] == "req_1"]
+        assert states == ["shown", "capturing", "captured", "sending", "sent"]
+        heartbeat = dump(gateway.heartbeats.heartbeat())
+        for secret in ("Justificatif", "domicile", hashlib.sha256(scanned).hexdigest()):
+            assert secret not in caplog.text and secret not in heartbeat
+        await adviser.pc.close()
+
+
+async def test_a_scanner_that_fails_or_is_missing_is_said_and_the_camera_still_works(
+    world: World, tmp_path: Path
+) -> None:
+    """A jam mid-scan, then no scanner at all: the adviser and the screen are told why, the call goes on, and the
+    citizen photographs the page with the cabin's camera instead; a request withdrawn drops its image."""
+    jamming = sane_test(tmp_path, "--read-return-value=SANE_STATUS_JAMMED")
+    config = world.cabin_config("cabin-2")
+    async with Cabin(config, screen=ScreenSettings(port=free_port()), scanner=jamming) as cabin:
+        gateway, desk = cabin.gateway, cabin.gateway.desk
+        await asyncio.wait_for(gateway.connected.wait(), timeout=10)
+        adviser = await a_call(world, cabin)
+        adviser.ask("req_1", "Bulletin de salaire")
+        await adviser.request_state("req_1", "shown")
+        with pytest.raises(ScanError) as jammed:
+            await desk.capture("apt_other", "scanner")
+        assert jammed.value.problem is ScanProblem.FAILED and "jammed" in jammed.value.detail
+        failed = await adviser.request_state("req_1", "failed")
+        assert failed["reason"] == "failed"
+
+        desk.scanner = None  # unplugged
+        with pytest.raises(ScanError) as missing:
+            await desk.capture("apt_other", "scanner")
+        assert missing.value.problem is ScanProblem.NO_SCANNER
+        await wait_until(lambda: adviser.requests[-1]["reason"] == "no-scanner", timeout=10, what="the reason told")
+        assert gateway.sessions["apt_other"].connection_state == "connected"
+
+        await desk.capture("apt_other", "camera")
+        await adviser.request_state("req_1", "captured")
+        request = gateway.documents["apt_other"].request
+        assert request is not None and request.image is not None and request.mime == "image/jpeg"
+        fmt = gateway.sessions["apt_other"].sources.format
+        checked = check_document(request.image, "image/jpeg")
+        assert (checked.width, checked.height) == (fmt.width, fmt.height), "the camera's full size"
+
+        cancel = {"v": 1, "type": "document-request-cancel", "id": "req_1"}
+        adviser.channels["documents"].send(json.dumps(cancel))
+        await adviser.request_state("req_1", "cancelled")
+        assert request.image is None
+        with pytest.raises(NoRequest):
+            await desk.send_capture("apt_other")
+        assert adviser.incoming == []
+        await adviser.pc.close()
+        # With no call, there is no camera to photograph with.
+        with pytest.raises(PhotoError):
+            await gateway._take_photo("apt_none")

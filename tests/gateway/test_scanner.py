@@ -48,3 +48,16 @@ async def test_no_scanner_says_so(sane_test_backend: Path) -> None:
     with pytest.raises(ScanError) as none:
         await SaneScanner(resolution=75, config_dir=empty).scan()
     assert none.value.problem is ScanProblem.NO_SCANNER
+
+
+async def test_a_jam_mid_scan_says_so_and_leaves_nothing(sane_test_backend: Path, tmp_path: Path) -> None:
+    """The test backend's own failure modes: the page starts coming, then the feeder jams or the cover opens."""
+    before = files(tmp_path)
+    for status, words in (("SANE_STATUS_JAMMED", "jammed"), ("SANE_STATUS_COVER_OPEN", "cover")):
+        scanner = SaneScanner(
+            "test:0", resolution=75, config_dir=sane_test_backend, options=(f"--read-return-value={status}",)
+        )
+        with pytest.raises(ScanError) as failed:
+            await scanner.scan()
+        assert failed.value.problem is ScanProblem.FAILED and words in failed.value.detail.lower()
+    assert files(tmp_path) == before

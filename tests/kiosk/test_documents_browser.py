@@ -49,6 +49,12 @@ async def test_a_document_shown_and_printed_in_the_cabin(
             await cabin.get_by_role("button", name="Page suivante").click()
             await cabin.get_by_text("2 sur 3").wait_for()
             await check_state(cabin, "cabin-document")
+            # Larger, to read it from the chair: the page takes the call's whole width, and scrolls.
+            await cabin.get_by_role("button", name="Agrandir").first.click()
+            await cabin.wait_for_function("() => document.getElementById('doc-page').clientWidth > 700")
+            await check_state(cabin, "cabin-document-larger")
+            await cabin.get_by_role("button", name="Réduire").first.click()
+            await cabin.wait_for_function("() => document.getElementById('doc-page').clientWidth < 700")
 
             await cabin.get_by_role("button", name="Imprimer").click()
             await cabin.get_by_text("C'est imprimé : prenez vos feuilles dans l'imprimante.").wait_for(timeout=30_000)

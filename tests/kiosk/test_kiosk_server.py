@@ -73,7 +73,8 @@ async def test_the_page_is_served_with_strict_headers(kiosk: KioskServer, http: 
     async with http.get(f"{kiosk.url}static/shared/vitals.js") as response:
         assert response.status == 200
     # Only the cabin screen's own files: not the professional's page, not the operator's.
-    for other in ("static/pro/pro.js", "static/operator/operator.js", "join/x"):
+    others = ("static/pro/pro.js", "static/operator/operator.js", "join/x", "captures/req_1/1", "documents/d/1.png")
+    for other in others:
         async with http.get(f"{kiosk.url}{other}") as response:
             assert response.status == 404
 
@@ -127,6 +128,8 @@ async def test_help_is_kept_until_signaling_accepts_it(kiosk: KioskServer, http:
         ('{"type": "language", "lang": "fr-FR<"}', "'lang' must be one of this cabin's languages: fr, en"),
         ('{"type": "language", "lang": "de"}', "'lang' must be one of this cabin's languages: fr, en"),
         ('{"type": "answer", "sdp": "v=0"}', "'answer' needs an 'sdp' string and the 'offer' number it answers"),
+        ('{"type": "capture", "source": "scanner"}', "'capture' needs an appointment in progress"),
+        ('{"type": "send-capture"}', "'send-capture' needs an appointment in progress"),
     ],
 )
 async def test_bad_messages_close_with_4400_and_a_reason(

@@ -13,8 +13,11 @@ const state = {
   ws: null,
   pc: null, // the loopback peer connection carrying the call's media
   mids: {},
-  doc: null, // the document shown: { id, page }
+  doc: null, // the document shown: { id, page, zoomed }
   docSeen: null, // the latest document announced (spoken once)
+  countdown: null, // before a photo of a document: { id, n } seconds left to hold it still
+  askedClosed: null, // the request whose "sent" panel the citizen closed
+  askedSpoken: null, // the request and state last spoken
   confirming: false,
   spoken: { screen: null, prompt: null, help: "none" },
   lastSpeech: [],
@@ -130,20 +133,27 @@ function appointmentLine(a) {
 
 // The documents the professional sent in this call: the latest shown, a page at a time; "Imprimer" if there is a
 // printer. The page image is drawn by the gateway (in memory), fetched from this same loopback server.
-function renderDocuments(s) {
+function renderDocuments(s, busy) {
   const documents = s.state === "in-call" ? s.documents ?? [] : [];
-  const measuring = $("call").classList.contains("measuring");
   const latest = documents[documents.length - 1];
   if (latest && latest.id !== state.docSeen) {
     state.docSeen = latest.id;
-    state.doc = { id: latest.id, page: 1 };
-    say([t("docShown", { who: who(s.appointment) })]);
+    state.doc = { id: latest.id, page: 1, zoomed: false };
+    // The doctor's papers for the citizen say what they are, and that they can take them away.
+    const words = latest.role && s.can_print ? `docShown.${latest.role}` : "docShown";
+    say([t(words, { who: capitalise(who(s.appointment)) })]);
   }
   const current = documents.find((d) => d.id === state.doc?.id);
-  const shown = Boolean(current) && !measuring;
+  const shown = Boolean(current) && !busy;
   $("documents").hidden = !shown;
   $("call").classList.toggle("reading-document", shown);
-  if (!shown) return;
+  const zoomed = shown && Boolean(state.doc.zoomed);
+  $("documents").classList.toggle("zoomed", zoomed);
+  if (!shown) return false;
+  $("doc-zoom").setAttribute("aria-pressed", String(zoomed));
+  $("doc-zoom").setAttribute("aria-label", t(zoomed ? "docSmaller" : "docBigger"));
+  $("doc-bigger").setAttribute("aria-pressed", String(zoomed));
+  $("doc-bigger").textContent = t(zoomed ? "docSmaller" : "docBigger");
   const page = Math.min(Math.max(1, state.doc.page), current.pages);
   const name = current.name;
   $("documents-title").textContent = t("docTitle", { who: who(s.appointment), name });
@@ -159,6 +169,128 @@ function renderDocuments(s) {
   $("doc-print").disabled = current.state === "printing";
   $("doc-state").textContent = printWords(current, who(s.appointment));
   $("doc-state").classList.toggle("error", current.state === "print-failed");
+  const paper = s.paper ?? {};
+  $("doc-note").hidden = !(s.can_print && paper.test_printer);
+  $("doc-note").textContent = t("testPrinter", { tray: paper.tray ?? "" });
+  return true;
+}
+
+// A document the professional asks for: the citizen chooses the scanner or the camera, sees the image, and sends
+// it only when they agree. The image is the gateway's (in memory), fetched from this loopback server.
+const COUNTDOWN_SECONDS = 3;
+
+function askedSentence(asked, s) {
+  const w = who(s.appointment);
+  const paper = s.paper ?? {};
+  if (state.countdown?.id === asked.id) return t("askedHold");
+  switch (asked.state) {
+    case "shown":
+      return t(paper.can_scan ? "askedHowBoth" : "askedHowCamera");
+    case "capturing":
+      return t(asked.source === "scanner" ? "askedScanning" : "askedTaking");
+    case "captured":
+      return t("askedCheck", { who: w });
+    case "sending":
+      return t("askedSending", { who: w });
+    case "sent":
+      return asked.received ? capitalise(t("askedReceived", { who: w })) : t("askedSent", { who: w });
+    case "failed": {
+      const key = `askedFailed.${asked.reason}`;
+      return capitalise(t(STRINGS[state.lang][key] ? key : "askedFailed.failed", { who: w }));
+    }
+    default:
+      return "";
+  }
+}
+
+function renderAsked(s, busy) {
+  const asked = s.state === "in-call" ? s.request : null;
+  const live = asked && !["cancelled", "declined"].includes(asked.state) && state.askedClosed !== asked.id;
+  const shown = Boolean(live) && !busy;
+  if (!live && state.countdown && state.countdown.id !== asked?.id) stopCountdown();
+  $("asked").hidden = !shown;
+  $("call").classList.toggle("asking", shown);
+  speakAsked(asked, s);
+  if (!shown) {
+    $("call").classList.remove("aiming", "checking");
+    return false;
+  }
+  const paper = s.paper ?? {};
+  const st = asked.state;
+  const counting = state.countdown?.id === asked.id;
+  const choosing = (st === "shown" || st === "failed") && !counting;
+  $("asked-title").textContent = t("askedTitle", { who: capitalise(who(s.appointment)), label: asked.label });
+  // The image needs the room: the screen says it short (the voice says it all).
+  $("asked-sentence").textContent =
+    st === "captured" ? t("askedCheckShort", { who: who(s.appointment) }) : askedSentence(asked, s);
+  $("asked-scan").hidden = !(choosing && paper.can_scan);
+  $("asked-photo").hidden = !choosing;
+  $("asked-decline").hidden = !choosing;
+  $("asked-send").hidden = st !== "captured";
+  $("asked-retake").hidden = st !== "captured";
+  $("asked-close").hidden = st !== "sent";
+  const withImage = st === "captured" && asked.shot !== null;
+  $("asked").classList.toggle("checking", withImage);
+  $("call").classList.toggle("checking", withImage);
+  $("asked-image").hidden = !withImage;
+  if (withImage) {
+    const src = `/captures/${encodeURIComponent(asked.id)}/${asked.shot}`;
+    if ($("asked-image").getAttribute("src") !== src) $("asked-image").src = src;
+    $("asked-image").alt = t("askedImage", { label: asked.label });
+  } else {
+    $("asked-image").removeAttribute("src");
+  }
+  $("asked-countdown").hidden = !counting;
+  $("asked-countdown").textContent = counting ? String(state.countdown.n) : "";
+  // Holding a page up to the camera: the citizen's own image grows so they can aim it.
+  const aiming = counting || (st === "capturing" && asked.source === "camera") || (choosing && !paper.can_scan);
+  $("call").classList.toggle("aiming", aiming);
+  $("asked-sentence").classList.toggle("error", st === "failed");
+  const tests = [paper.test_scanner && choosing ? t("testScanner") : ""].filter(Boolean);
+  $("asked-note").hidden = !tests.length;
+  $("asked-note").textContent = tests.join(" ");
+  return true;
+}
+
+function speakAsked(asked, s) {
+  const key = asked ? `${asked.id}/${asked.state}/${asked.received}/${state.countdown?.id === asked.id}` : null;
+  if (key === state.askedSpoken) return;
+  const previous = state.askedSpoken;
+  state.askedSpoken = key;
+  if (!asked) return;
+  const w = who(s.appointment);
+  if (asked.state === "cancelled") {
+    if (previous && previous.startsWith(`${asked.id}/`)) say([t("askedCancelled", { who: capitalise(w) })]);
+    return;
+  }
+  if (asked.state === "declined" || state.askedClosed === asked.id) return;
+  const sentences = [askedSentence(asked, s)];
+  if (asked.state === "shown" && !(previous ?? "").startsWith(`${asked.id}/`)) {
+    sentences.unshift(t("askedTitle", { who: capitalise(w), label: asked.label }));
+  }
+  say(sentences);
+}
+
+function startCountdown() {
+  const asked = state.screen?.request;
+  if (!asked || state.countdown) return;
+  state.countdown = { id: asked.id, n: COUNTDOWN_SECONDS, timer: setInterval(tick, 1000) };
+  render();
+}
+
+function tick() {
+  const countdown = state.countdown;
+  if (!countdown) return;
+  countdown.n -= 1;
+  if (countdown.n > 0) return render();
+  stopCountdown();
+  send({ type: "capture", source: "camera" });
+  render();
+}
+
+function stopCountdown() {
+  if (state.countdown) clearInterval(state.countdown.timer);
+  state.countdown = null;
 }
 
 // What became of the print, in plain words: a failure says why when the printer said (stopped, no printer).
@@ -172,12 +304,14 @@ function printWords(doc, who) {
 function turnPage(step) {
   if (!state.doc) return;
   state.doc.page += step;
+  $("doc-zoom").scrollTop = 0;
   render();
 }
 
-function renderMeasure(s) {
+// A measurement asked comes first; the latest reading stays shown unless a document is.
+function renderMeasure(s, busy) {
   const prompt = s.state === "in-call" ? s.prompt : null;
-  const reading = s.state === "in-call" ? s.reading : null;
+  const reading = s.state === "in-call" && !busy ? s.reading : null;
   const shown = prompt || reading;
   $("measure").hidden = !shown;
   $("call").classList.toggle("measuring", Boolean(shown));
@@ -256,8 +390,10 @@ function render() {
   const help = view.help ?? "none";
   $("help-banner").hidden = help === "none";
   $("help-text").textContent = help === "none" ? "" : t(`help.${help}`);
-  renderMeasure(view);
-  renderDocuments(view);
+  const prompting = view.state === "in-call" && Boolean(view.prompt);
+  const asking = renderAsked(view, prompting);
+  const reading = renderDocuments(view, prompting || asking);
+  renderMeasure(view, asking || reading);
   speakChanges(view, hero);
 }
 
@@ -393,8 +529,24 @@ $("start").addEventListener("click", () => send({ type: "start", appointment_id:
 $("help").addEventListener("click", () => send({ type: "help" }));
 $("doc-prev").addEventListener("click", () => turnPage(-1));
 $("doc-next").addEventListener("click", () => turnPage(1));
+for (const id of ["doc-zoom", "doc-bigger"]) {
+  $(id).addEventListener("click", () => {
+    if (!state.doc) return;
+    state.doc.zoomed = !state.doc.zoomed;
+    render();
+  });
+}
 $("doc-print").addEventListener("click", () => {
   if (state.doc) send({ type: "print", id: state.doc.id });
+});
+$("asked-scan").addEventListener("click", () => send({ type: "capture", source: "scanner" }));
+$("asked-photo").addEventListener("click", startCountdown);
+$("asked-send").addEventListener("click", () => send({ type: "send-capture" }));
+$("asked-retake").addEventListener("click", () => send({ type: "retake" }));
+$("asked-decline").addEventListener("click", () => send({ type: "decline" }));
+$("asked-close").addEventListener("click", () => {
+  state.askedClosed = state.screen?.request?.id ?? null;
+  render();
 });
 $("dismiss").addEventListener("click", () => send({ type: "dismiss" }));
 $("end").addEventListener("click", () => {

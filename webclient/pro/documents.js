@@ -8,7 +8,7 @@ export const TYPES = ["application/pdf", "image/png", "image/jpeg"];
 const CHUNK = 64 * 1024;
 const HIGH_WATER = 1024 * 1024;
 
-function hex(buffer) {
+export function hex(buffer) {
   return [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
@@ -49,18 +49,21 @@ export class DocumentSender extends EventTarget {
   }
 
   // Checks what the cabin would refuse anyway (type, size) before sending; throws Error("type"|"size"|"closed").
-  async send(file) {
+  // `role`: "summary" or "prescription", the doctor's papers for the citizen (the cabin screen names them).
+  async send(file, { role = null, name = null } = {}) {
     if (!TYPES.includes(file.type)) throw new Error("type");
     if (file.size > MAX_BYTES) throw new Error("size");
     if (!this.ready) throw new Error("closed");
     const data = await file.arrayBuffer();
     const sha256 = hex(await crypto.subtle.digest("SHA-256", data));
     const id = `doc_${Date.now().toString(36)}_${(this.counter += 1)}`;
-    const doc = { id, name: file.name.slice(0, 120) || "document", state: "sending", reason: "" };
+    const doc = { id, name: (name ?? file.name).slice(0, 120) || "document", state: "sending", reason: "", role };
     this.sent.push(doc);
     this.dispatchEvent(new CustomEvent("change"));
     const channel = this.channel;
-    channel.send(JSON.stringify({ v: 1, type: "document", id, name: doc.name, mime: file.type, size: data.byteLength, sha256 }));
+    const announce = { v: 1, type: "document", id, name: doc.name, mime: file.type, size: data.byteLength, sha256 };
+    if (role) announce.role = role;
+    channel.send(JSON.stringify(announce));
     for (let at = 0; at < data.byteLength; at += CHUNK) {
       if (channel.bufferedAmount > HIGH_WATER) {
         await new Promise((resolve) => channel.addEventListener("bufferedamountlow", resolve, { once: true }));

@@ -7,7 +7,9 @@ import { Preflight } from "/static/pro/preflight.js";
 import { QualityMonitor } from "/static/pro/quality.js";
 import { MediaWatch, checkTurn } from "/static/pro/liveness.js";
 import { VitalsPanel } from "/static/pro/vitals-panel.js";
-import { downloadJson, renderSummary } from "/static/pro/summary.js";
+import { downloadJson, renderSummary, summaryBlocks } from "/static/pro/summary.js";
+import { textPdf } from "/static/pro/pdf.js";
+import { DocumentRequests } from "/static/pro/requests.js";
 import { cabinCheckSentence } from "/static/pro/cabin-check.js";
 import { DocumentSender } from "/static/pro/documents.js";
 
@@ -30,6 +32,7 @@ const state = {
   screenSender: null,
   screenTrack: null,
   documents: new DocumentSender(),
+  requests: new DocumentRequests(),
   pc: null,
   local: null,
   signaling: null,
@@ -186,7 +189,10 @@ function newPeer() {
   pc.addEventListener("track", (event) => showRemoteTrack($("remote"), event));
   pc.addEventListener("datachannel", (event) => {
     if (event.channel.label === "vitals") state.vitals.attach(event.channel);
-    if (event.channel.label === "documents") state.documents.attach(event.channel);
+    if (event.channel.label === "documents") {
+      state.documents.attach(event.channel);
+      state.requests.attach(event.channel);
+    }
   });
   pc.addEventListener("icecandidate", (event) => {
     const c = event.candidate;
@@ -281,9 +287,18 @@ function stopShare() {
   renderShare();
 }
 
+// Documents, both ways, over the call's documents channel: what the professional sends (and the doctor's papers
+// for the patient), and what they ask the citizen for.
 function renderDocuments() {
   const docs = state.documents;
-  $("send-doc-button").hidden = !docs.ready;
+  const asked = state.requests;
+  const medical = state.appointment?.kind === "medical";
+  const live = docs.ready && !state.ended;
+  $("paper").hidden = !(live || (state.ended && asked.requests.some((r) => r.file)));
+  $("send-doc-button").hidden = !live;
+  $("send-doc-hint").hidden = !live;
+  $("medical-paper").hidden = !(live && medical);
+  $("ask-doc").hidden = !live;
   const list = $("docs-sent");
   list.replaceChildren(
     ...docs.sent.map((d) => {
@@ -293,17 +308,72 @@ function renderDocuments() {
       return item;
     }),
   );
+  $("docs-asked").replaceChildren(...asked.requests.map(askedItem));
+  const suggestions = t(medical ? "askSuggestionsMedical" : "askSuggestions");
+  const datalist = $("ask-suggestions");
+  if (datalist.dataset.lang !== `${state.lang}/${medical}`) {
+    datalist.dataset.lang = `${state.lang}/${medical}`;
+    datalist.replaceChildren(...suggestions.map((text) => Object.assign(document.createElement("option"), { value: text })));
+  }
 }
 
-async function sendDocument(file) {
+function askedItem(request) {
+  const item = document.createElement("li");
+  item.dataset.state = request.state;
+  item.dataset.id = request.id;
+  const words = t(`asked.${request.state}`) === `asked.${request.state}` ? t("asked.failed") : t(`asked.${request.state}`);
+  const reason = request.reason ? t(`askedReason.${request.reason}`) : "";
+  const line = document.createElement("span");
+  line.textContent = `${request.label} : ${words}${reason && reason !== `askedReason.${request.reason}` ? ` (${reason})` : ""}`;
+  item.append(line);
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  if (request.file) {
+    if (request.file.mime.startsWith("image/")) {
+      const image = document.createElement("img");
+      image.src = request.file.url;
+      image.alt = request.label;
+      item.append(image);
+    }
+    const link = document.createElement("a");
+    link.href = request.file.url;
+    link.download = request.file.name;
+    link.className = "download";
+    link.textContent = `${t("askedDownload")} (${Math.max(1, Math.round(request.file.size / 1024))} ko)`;
+    actions.append(link);
+  }
+  if (state.requests.open(request) && !state.ended) {
+    const cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "secondary";
+    cancel.textContent = t("askedCancel");
+    cancel.addEventListener("click", () => state.requests.cancel(request.id));
+    actions.append(cancel);
+  }
+  if (actions.childElementCount) item.append(actions);
+  return item;
+}
+
+async function sendDocument(file, options = {}) {
   try {
-    await state.documents.send(file);
+    await state.documents.send(file, options);
   } catch (error) {
     const item = document.createElement("li");
     item.dataset.state = "not-sent";
     item.textContent = t(`doc.${error.message}`);
     $("docs-sent").append(item);
   }
+}
+
+// The doctor's summary for the patient: this consultation's readings and the doctor's words, as a PDF made here,
+// shown on the cabin screen where the patient presses "Imprimer".
+function sendSummary() {
+  const blocks = summaryBlocks({
+    panel, appointment: state.appointment, t, lang: state.lang, note: $("summary-note").value,
+    doctor: state.appointment?.professional_name,
+  });
+  const file = new File([textPdf(blocks)], `${t("summaryFile")}.pdf`, { type: "application/pdf" });
+  return sendDocument(file, { role: "summary" });
 }
 
 function videoRejected(sdp) {
@@ -438,6 +508,7 @@ async function finish() {
   }
   if (state.screenTrack) stopShare();
   closePeer();
+  renderDocuments();
   state.signaling?.close();
   for (const track of state.local?.getTracks() ?? []) track.stop();
   show("ended");
@@ -470,6 +541,25 @@ $("mute").addEventListener("click", () => toggleTrack($("mute"), "audio"));
 $("camera-off").addEventListener("click", () => toggleTrack($("camera-off"), "video"));
 $("share").addEventListener("click", () => toggleShare().catch(() => stopShare()));
 state.documents.addEventListener("change", renderDocuments);
+state.requests.addEventListener("change", renderDocuments);
+$("ask-doc").addEventListener("submit", (event) => {
+  event.preventDefault();
+  try {
+    state.requests.ask($("ask-label").value);
+    $("ask-label").value = "";
+  } catch (error) {
+    const item = document.createElement("li");
+    item.dataset.state = "failed";
+    item.textContent = t(`doc.${error.message}`);
+    $("docs-asked").append(item);
+  }
+});
+$("send-summary").addEventListener("click", sendSummary);
+$("send-prescription-button").addEventListener("click", () => $("send-prescription").click());
+$("send-prescription").addEventListener("change", (event) => {
+  for (const file of event.target.files) sendDocument(file, { role: "prescription", name: `${t("prescriptionFile")} - ${file.name}` });
+  event.target.value = "";
+});
 $("send-doc-button").addEventListener("click", () => $("send-doc").click());
 $("send-doc").addEventListener("change", (event) => {
   for (const file of event.target.files) sendDocument(file);
