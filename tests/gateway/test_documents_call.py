@@ -206,9 +206,9 @@ def files_holding(folder: Path, needles: tuple[bytes, ...]) -> list[Path]:
 async def test_nothing_of_a_document_is_kept_after_the_appointment(
     world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The cabin's runtime directory, the print queue's spool and cups-pdf's own spool hold nothing of a printed
-    document once the appointment is over, nor of a page scanned for the adviser; the cabin's memory and its screen's
-    page cache are empty."""
+    """The cabin's runtime directory, the signaling server's database, the print queue's spool and cups-pdf's own
+    spool hold nothing of a printed document once the appointment is over, nor of a page scanned for the adviser;
+    the cabin's memory and its screen's page cache are empty."""
     writer = pypdf.PdfWriter()
     writer.add_blank_page(width=595, height=842)
     writer.add_metadata({"/Title": "Relevé 4F7Q-XK2M"})
@@ -256,7 +256,10 @@ async def test_nothing_of_a_document_is_kept_after_the_appointment(
             await wait_until(lambda: not gateway.documents, timeout=10, what="the documents forgotten")
             await wait_until(lambda: kiosk.pages_kept == 0, timeout=10, what="the drawn pages forgotten")
             await adviser.pc.close()
-        assert files_holding(runtime, needles) == [] and files_holding(tmp_path / "sane.d", needles) == []
+        # The test's folder holds the cabin's runtime directory and key, SANE's configuration, and the signaling
+        # server's database: none has a byte of either document.
+        assert runtime.is_dir() and (tmp_path / "signaling.sqlite").exists()
+        assert files_holding(tmp_path, needles) == []
         assert cups.spooled() == []
         assert files_holding(cups.spool, needles) == [] and files_holding(cups.root / "cpspool", needles) == []
 
