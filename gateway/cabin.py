@@ -737,6 +737,7 @@ class CabinGateway(AsyncResource):
             on_screen_share=lambda sharing: self._notify(),
             on_document=functools.partial(self.desk.received, appointment_id),
             on_document_control=functools.partial(self.desk.control, appointment_id),
+            sound=self.config.sound,
         )
         self.sessions[appointment_id] = session
         if outbox is not None:

@@ -24,6 +24,7 @@ from gateway.devices.gatt.uuids import HEALTH_SERVICE_KEYS
 from gateway.errors import ConfigError
 from gateway.identity import CabinIdentity, default_key_file
 from gateway.media.spec import SourceSpec, VideoCodec, VideoFormat
+from gateway.sound.settings import SoundSettings
 from signaling.protocol import SCREEN_LANGUAGES
 
 DEFAULT_CONFIG_FILE: Final = Path("/etc/cabine/cabin.toml")
@@ -129,6 +130,12 @@ class CameraSettings:
 @dataclass(frozen=True, slots=True)
 class MicrophoneSettings:
     source: SourceSpec = SourceSpec("test")
+    # What the gateway does to the sound before it leaves (docs/sound.md): off where a speakerphone does it.
+    echo_cancellation: bool = True
+    noise_suppression: bool = True
+    gain_control: bool = False
+    # The ALSA device the cabin screen plays on, for the self-test's sound check ("" : the check is skipped).
+    loudspeaker: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +245,14 @@ def _scanner_name(value: object) -> str:
     text = _string(value)
     if text and (len(text) > 200 or any(c.isspace() for c in text) or ":" not in text):
         raise ConfigError(f"a SANE device name is backend:address, got {text!r} (see `scanimage -L`)")
+    return text
+
+
+def _alsa_device(value: object) -> str:
+    """An ALSA device name as `aplay -L` prints it (`default`, `plughw:CARD=Speakerphone,DEV=0`)."""
+    text = _string(value)
+    if text and (len(text) > 200 or any(c.isspace() or not c.isprintable() for c in text)):
+        raise ConfigError(f"an ALSA device name has no spaces, got {text!r} (see `aplay -L`)")
     return text
 
 
@@ -370,7 +385,13 @@ SCHEMA: Final[dict[str, dict[str, tuple[Parser, Callable[[Any, str], str]]]]] = 
         "adapt": (_boolean, _as()),
         "stamp": (_boolean, _as()),
     },
-    "microphone": {"source": (_source(audio=True), _as())},
+    "microphone": {
+        "source": (_source(audio=True), _as()),
+        "echo_cancellation": (_boolean, _as()),
+        "noise_suppression": (_boolean, _as()),
+        "gain_control": (_boolean, _as()),
+        "loudspeaker": (_alsa_device, _as()),
+    },
     "devices": {
         "allow": (_allowlist, _as(convert=lambda allow: allow.entries)),
         "adapter": (_adapter, _as()),
@@ -565,6 +586,10 @@ class CabinConfig:
     # The cabin's printer (a CUPS queue) and scanner (a SANE device); None: it has none.
     printer_queue: str | None = None
     scanner_device: str | None = None
+    # Echo cancellation, noise suppression and gain control on the microphone.
+    sound: SoundSettings = SoundSettings()
+    # The ALSA device the cabin screen plays on (the self-test's sound check); None: not checked.
+    loudspeaker: str | None = None
 
     def __post_init__(self) -> None:
         if not self.cabin_id:
@@ -601,6 +626,12 @@ class CabinConfig:
             microphone_silence_dbfs=float(settings.thresholds.microphone_silence),
             printer_queue=settings.paper.printer or None,
             scanner_device=settings.paper.scanner or None,
+            sound=SoundSettings(
+                echo_cancellation=settings.microphone.echo_cancellation,
+                noise_suppression=settings.microphone.noise_suppression,
+                gain_control=settings.microphone.gain_control,
+            ),
+            loudspeaker=settings.microphone.loudspeaker or None,
             **extra,
         )
 

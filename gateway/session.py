@@ -23,6 +23,7 @@ from aiortc import (
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
+from av import AudioFrame
 
 from gateway.devices import fhir
 from gateway.devices.readings import Reading
@@ -46,6 +47,9 @@ from gateway.media.passthrough import EncodedRelay, request_keyframe, tap_receiv
 from gateway.media.relay import TrackRelay
 from gateway.media.sources import MediaSources
 from gateway.sctp_timing import quicker_retransmission
+from gateway.sound.processor import VoiceProcessor
+from gateway.sound.settings import SoundSettings
+from gateway.sound.track import ProcessedMicrophone
 from gateway.vitals import (
     CHANNEL_LABEL,
     Ack,
@@ -163,6 +167,7 @@ class CallSession(AsyncResource):
         on_screen_share: Callable[[bool], None] | None = None,
         on_document: OnDocument | None = None,
         on_document_control: OnControl | None = None,
+        sound: SoundSettings | None = None,
     ) -> None:
         """`video=False`: a call without any video section (after a professional's browser refused the video)."""
         if kind is AppointmentKind.MEDICAL and outbox is None:
@@ -214,6 +219,10 @@ class CallSession(AsyncResource):
         self._adaptive: AdaptiveVideoTrack | None = None
         self._adaptation: AdaptationController | None = None
         self._audio_transceiver: RTCRtpTransceiver | None = None
+        # Echo cancellation, noise suppression and gain control on the microphone, the professional's voice as
+        # the far end (None: the microphone is sent as it is).
+        self._sound = sound
+        self.voice: VoiceProcessor | None = None
         self._video_transceiver: RTCRtpTransceiver | None = None
         self._closed = False
         self.connected = asyncio.Event()
@@ -272,7 +281,11 @@ class CallSession(AsyncResource):
             self._adaptive = AdaptiveVideoTrack(video, VideoLadder.for_format(self._sources.format))
             video = self._adaptive
         if self._sources.audio is not None:
-            self._audio_transceiver = self._pc.addTransceiver(self._sources.audio, direction="sendrecv")
+            microphone = self._sources.audio
+            if self._sound is not None and self._sound.any:
+                self.voice = VoiceProcessor(self._sound)
+                microphone = ProcessedMicrophone(microphone, self.voice)
+            self._audio_transceiver = self._pc.addTransceiver(microphone, direction="sendrecv")
             audio_transceiver = self._audio_transceiver
         else:
             audio_transceiver = self._pc.addTransceiver("audio", direction="recvonly")
@@ -521,11 +534,19 @@ class CallSession(AsyncResource):
             raise PhotoError("the camera is unavailable")
         return await take_photo(relay.subscribe(keep=1))
 
+    def _far_end(self, frame: object) -> None:
+        """The professional's voice, as the cabin's loudspeaker plays it: the echo canceller's reference."""
+        if not isinstance(frame, AudioFrame):
+            return
+        self._sources.played(frame)
+        if self.voice is not None:
+            self.voice.far_end(frame)
+
     async def _consume(self, track: MediaStreamTrack) -> None:
         # Remote tracks must be drained, or decoded frames pile up in memory.
         while True:
             try:
-                await track.recv()
+                frame = await track.recv()
             except MediaStreamError:
                 return
             self.last_inbound = time.monotonic()
@@ -533,6 +554,7 @@ class CallSession(AsyncResource):
                 self.stats.video_frames_received += 1
             else:
                 self.stats.audio_frames_received += 1
+                self._far_end(frame)
 
     async def _on_state(self) -> None:
         state = self._pc.connectionState

@@ -19,7 +19,9 @@ def media_arguments(parser: argparse.ArgumentParser) -> None:
         "--video", default="test", help="camera: test, none, v4l2:/dev/video0 or file:PATH (default: test)"
     )
     parser.add_argument(
-        "--audio", default="test", help="microphone: test, none, alsa:DEVICE, pulse:DEVICE or file:PATH"
+        "--audio",
+        default="test",
+        help="microphone: test, room (a simulated cabin, with echo), none, alsa:DEVICE, pulse:DEVICE or file:PATH",
     )
     parser.add_argument(
         "--video-size", type=options.video_size, default=(640, 480), help="WIDTHxHEIGHT (default 640x480)"

@@ -30,6 +30,7 @@ from gateway.identity import CabinIdentity
 from gateway.kiosk import KioskServer
 from gateway.media.codecs import VideoCodec
 from gateway.media.spec import SourceSpec, VideoFormat
+from gateway.sound.settings import SoundSettings
 from signaling.config import ServerConfig, hash_api_key
 from signaling.hub import Hub
 from signaling.keys import HUB
@@ -85,6 +86,8 @@ class DemoOptions:
     # Without a queue or a device: a test printer writing into DATA_DIR/printed, and SANE's test scanner (both said
     # so on the cabin screen); False: no printer, no scanner.
     test_paper: bool = True
+    # Echo cancellation, noise suppression and gain control on the cabin's microphone.
+    sound: SoundSettings = SoundSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +225,7 @@ async def _started(
                 auto_checkin=options.auto_checkin,
                 printer_queue=options.printer_queue,
                 scanner_device=options.scanner_device,
+                sound=options.sound,
             )
             test_paper = options.test_paper
             printer = TrayPrinter(data / "printed") if test_paper and options.printer_queue is None else None

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from gateway.documents.program import ProgramMissing, ProgramTimeout, run_program
 from gateway.errors import GatewayError
+from gateway.program import ProgramMissing, ProgramTimeout, run_program
 
 log = logging.getLogger("cabine.gateway.printer")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from gateway.documents.program import ProgramMissing, ProgramOutputTooLarge, ProgramTimeout, run_program
 from gateway.errors import GatewayError
+from gateway.program import ProgramMissing, ProgramOutputTooLarge, ProgramTimeout, run_program
 
 # The cabin screen is about 1280 px wide: an A4 page at 110 dpi is 910 x 1286 px, legible from the chair.
 DPI: Final = 110

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
 
-from gateway.documents.program import ProgramMissing, ProgramOutputTooLarge, ProgramTimeout, run_program
 from gateway.errors import GatewayError
+from gateway.program import ProgramMissing, ProgramOutputTooLarge, ProgramTimeout, run_program
 
 SCAN_TIMEOUT: Final = 120.0
 # An A4 page at 300 dpi in colour is about 25 MB raw, far less as PNG; anything larger is not a page.

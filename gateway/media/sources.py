@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 
 from aiortc import MediaStreamTrack
+from av import AudioFrame
 
 from gateway.lifecycle import AsyncResource
 from gateway.media.meters import AudioMeter, VideoMeter
@@ -17,6 +18,7 @@ from gateway.media.player import MediaSourceError, open_device
 from gateway.media.resilient import HealthCallback, ResilientAudioTrack, ResilientVideoTrack
 from gateway.media.spec import AUDIO_KINDS, VIDEO_KINDS, SourceSpec, VideoFormat
 from gateway.media.synthetic import PatternVideoTrack, ToneAudioTrack
+from gateway.sound.room import SimulatedRoom
 
 __all__ = [
     "AUDIO_KINDS",
@@ -60,6 +62,8 @@ class MediaSources(AsyncResource):
         self.audio_meter = AudioMeter()
         self.video: MediaStreamTrack | None = None
         self.audio: MediaStreamTrack | None = None
+        # With the `room` microphone: the simulated cabin, which plays what the loudspeaker gets (see played()).
+        self.room: SimulatedRoom | None = None
 
     @property
     def format(self) -> VideoFormat:
@@ -98,10 +102,18 @@ class MediaSources(AsyncResource):
             meter=self.video_meter,
         )
 
+    def played(self, frame: AudioFrame) -> None:
+        """A frame of the professional's voice, as the cabin's loudspeaker gets it (the simulated room hears it)."""
+        if self.room is not None:
+            self.room.play(frame)
+
     def _open_audio(self) -> MediaStreamTrack | None:
         spec = self._audio_spec
         if spec.kind == "none":
             return None
+        if spec.kind == "room":
+            self.room = SimulatedRoom()
+            return self.room.microphone(meter=self.audio_meter)
         if spec.kind == "test":
             return ToneAudioTrack(meter=self.audio_meter)
         return ResilientAudioTrack(
@@ -136,6 +148,8 @@ async def open_microphone(spec: SourceSpec) -> MediaStreamTrack:
     """
     if spec.kind == "test":
         return ToneAudioTrack()
+    if spec.kind == "room":
+        return SimulatedRoom().microphone()
     if spec.kind in ("file", "alsa", "pulse"):
         return await open_device(spec.device, None if spec.kind == "file" else spec.kind, {}, "audio")
     raise MediaSourceError(f"{spec} is not a microphone")

@@ -2,7 +2,9 @@
 
 A source is named by a short spec: `test`, `none`, `v4l2:/dev/video0`, `alsa:hw:0`, `pulse:default`, or `file:PATH`
 (any file or pipe that av can open: a Y4M or WAV stream, a recording; a stand-in for a demonstration, and the lowest
-honest layer for tests of a device that goes away).
+honest layer for tests of a device that goes away). The microphone may also be `room`: a simulated cabin where the
+professional's voice comes back through the loudspeaker, with ventilation noise and the citizen now and then
+(gateway.sound.room: the tests, the benchmark and a demo of the echo cancellation).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from gateway.errors import ConfigError
 
 VIDEO_KINDS = ("test", "v4l2", "file", "none")
-AUDIO_KINDS = ("test", "alsa", "pulse", "file", "none")
+AUDIO_KINDS = ("test", "room", "alsa", "pulse", "file", "none")
 
 
 @dataclass(frozen=True, slots=True)

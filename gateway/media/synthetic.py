@@ -20,6 +20,21 @@ AUDIO_RATE = 48_000
 AUDIO_PTIME = 0.020
 
 
+class RealTime:
+    """Paces a synthetic source: `wait(seconds)` returns once that much time has passed since the first call."""
+
+    def __init__(self) -> None:
+        self._start: float | None = None
+
+    async def wait(self, seconds: float) -> None:
+        if self._start is None:
+            self._start = time.monotonic()
+            return
+        delay = self._start + seconds - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
 class PatternVideoTrack(MediaStreamTrack):
     """A moving test pattern at a fixed size and frame rate (optionally stamped with capture time)."""
 
@@ -79,18 +94,13 @@ class ToneAudioTrack(MediaStreamTrack):
         tone[AUDIO_RATE // 2 :] = 0
         self._second = tone.astype(np.int16)
         self._sent = 0
-        self._start: float | None = None
+        self._pace = RealTime()
         self._time_base = fractions.Fraction(1, AUDIO_RATE)
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            delay = self._start + self._sent / AUDIO_RATE - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        await self._pace.wait(self._sent / AUDIO_RATE)
         offset = self._sent % AUDIO_RATE
         chunk = self._second[offset : offset + self._samples]
         frame = AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")

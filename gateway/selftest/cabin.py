@@ -69,6 +69,8 @@ def cabin_plan(cabin: Cabin) -> SelftestPlan:
         live_microphone=live_microphone,
         microphone_threshold_dbfs=config.microphone_silence_dbfs,
         low_battery_percent=config.battery_low_percent,
+        sound_settings=config.sound,
+        loudspeaker=config.loudspeaker,
     )
 
 

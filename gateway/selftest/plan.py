@@ -14,6 +14,8 @@ from gateway.selftest.camera import LiveVideo
 from gateway.selftest.devices import LOW_BATTERY, DeviceStates, OpenDevices
 from gateway.selftest.microphone import SILENCE_DBFS, LiveAudio
 from gateway.selftest.signaling_link import ConnectSignaling, LiveSignaling, utc_now
+from gateway.selftest.sound import SoundPath
+from gateway.sound.settings import SoundSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,12 @@ class SelftestPlan:
     live_camera: LiveVideo | None = None
     live_microphone: LiveAudio | None = None
     microphone_threshold_dbfs: float = SILENCE_DBFS
+    # The loudspeaker-to-microphone path for the sound check (None: the simulated room with a `room` microphone,
+    # ALSA's with an ALSA microphone and a `loudspeaker`, else the check is skipped), and what the gateway does to
+    # the microphone.
+    sound_path: SoundPath | None = None
+    loudspeaker: str | None = None
+    sound_settings: SoundSettings = SoundSettings()
     low_battery_percent: int = LOW_BATTERY
     # TLS trust for turns:/stuns: servers; None: the system's trust store.
     ice_tls: ssl.SSLContext | None = field(default=None, compare=False)

@@ -9,9 +9,10 @@ from contextlib import AbstractAsyncContextManager
 
 from gateway.config import DeviceAllowlist
 from gateway.devices.manager import DeviceManager
-from gateway.selftest import adapter, camera, clock, devices, ice, microphone, signaling_link
+from gateway.selftest import adapter, camera, clock, devices, ice, microphone, signaling_link, sound
+from gateway.selftest.loudspeaker import AlsaPath, LoudspeakerError
 from gateway.selftest.plan import SelftestPlan
-from gateway.selftest.report import failed, make_report, skipped, unexpected
+from gateway.selftest.report import failed, make_report, skipped, unexpected, warning
 from signaling.protocol import SelftestCheck, SelftestReport
 
 log = logging.getLogger("cabine.gateway.selftest")
@@ -126,12 +127,28 @@ async def _media(plan: SelftestPlan) -> list[SelftestCheck]:
             )
         ]
 
+    async def sound_probe() -> list[SelftestCheck]:
+        path = plan.sound_path
+        if path is None and plan.microphone.kind == "room":
+            path = sound.RoomPath()
+        elif path is None and plan.microphone.kind == "alsa" and plan.loudspeaker:
+            if plan.live_microphone is not None and plan.live_microphone() is not None:
+                return [skipped(sound.NAME, "a call holds the loudspeaker and the microphone: checked between calls")]
+            path = AlsaPath(plan.loudspeaker, plan.microphone.device)
+        try:
+            return [await sound.probe_sound(path, plan.sound_settings)]
+        except LoudspeakerError as exc:
+            return [warning(sound.NAME, f"the sound path cannot be tried: {exc}", required=False)]
+
     # Opening and the first frame have a timeout each; a microphone's sound may take twice its duration, plus 1 s.
     camera_limit = 2 * t.camera_first_frame + t.camera_measure + _GRACE
     microphone_limit = 2 * t.microphone_first_frame + 2 * t.microphone_measure + 1 + _GRACE
+    # Played and recorded in real time on a cabin: the sweep, the voice, the echo's tail and the silence, twice.
+    sound_limit = 2 * (sound.SWEEP_SECONDS + sound.VOICE_SECONDS + sound.MAX_DELAY + sound.QUIET_SECONDS) + _GRACE
     found = await asyncio.gather(
         guarded([camera.NAME], camera_probe, timeout=camera_limit),
         guarded([microphone.NAME], microphone_probe, timeout=microphone_limit),
+        guarded([sound.NAME], sound_probe, timeout=sound_limit),
     )
     return [c for checks in found for c in checks]
 

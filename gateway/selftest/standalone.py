@@ -25,6 +25,8 @@ def standalone_plan(config: CabinConfig, **options: Any) -> SelftestPlan:
         "devices": config.devices.entries,
         "adapter": config.bluetooth_adapter,
         "connect_signaling": lambda: SignalingClient(config),
+        "sound_settings": config.sound,
+        "loudspeaker": config.loudspeaker,
     }
     base.update(options)
     return SelftestPlan(**base)

@@ -211,3 +211,21 @@ def test_the_paper_section_names_a_cups_queue_and_a_sane_device() -> None:
         settings_from_mapping({"paper": {"printer": "my printer"}}, "cabin.toml", require_server=False)
     with pytest.raises(ConfigError, match=r"paper\.scanner: a SANE device name is backend:address"):
         settings_from_mapping({"paper": {"scanner": "scanner"}}, "cabin.toml", require_server=False)
+
+
+def test_the_microphone_processing_can_be_turned_off_each_part_alone() -> None:
+    from gateway.config import CabinConfig, settings_from_mapping
+    from gateway.errors import ConfigError
+    from gateway.identity import CabinIdentity
+    from gateway.sound.settings import SoundSettings
+
+    defaults = settings_from_mapping({}, "cabin.toml", require_server=False).microphone
+    assert (defaults.echo_cancellation, defaults.noise_suppression, defaults.gain_control) == (True, True, False)
+    speakerphone = {"microphone": {"echo_cancellation": False, "noise_suppression": False, "gain_control": True}}
+    settings = settings_from_mapping(
+        {**speakerphone, "signaling": {"server": "https://s.example.org"}}, "cabin.toml", require_server=True
+    )
+    config = CabinConfig.from_settings(settings, CabinIdentity.generate("cab-1"))
+    assert config.sound == SoundSettings(echo_cancellation=False, noise_suppression=False, gain_control=True)
+    with pytest.raises(ConfigError, match=r"microphone\.echo_cancellation: must be true or false, got 'off'"):
+        settings_from_mapping({"microphone": {"echo_cancellation": "off"}}, "cabin.toml", require_server=False)
