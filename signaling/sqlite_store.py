@@ -1,38 +1,27 @@
 """The embedded store: cabins, appointments and the audit log in one SQLite file (WAL), with ordered migrations.
 
-Datetimes are stored as UTC ISO-8601 text (so text order is time order), durations as seconds. The audit table has
-no column for health data: who joined, was admitted, left or was refused, the actor, the address, the time.
+The queries are signaling.sql_store's, shared with PostgreSQL; here, how SQLite is opened, checked, migrated and
+locked (BEGIN IMMEDIATE takes the database's write lock first: writes are serialized, across processes too).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from signaling.cabin_settings import SettingsVersion
-from signaling.models import Appointment, AuditAction, AuditEvent, Cabin, ModelError, NotFound
-from signaling.protocol import AppointmentKind
-from signaling.store import DuplicateId, Overlap, StoreError, UnknownCabin
+from signaling.sql_store import Migration, SqlStore, _text
+from signaling.store import StoreError
+
+__all__ = ["MIGRATIONS", "Migration", "SQLiteStore", "migrate", "schema_version"]
 
 # How long a connection waits for another process's write lock before giving up.
 BUSY_TIMEOUT_MS: Final = 5000
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One step of the schema; applied once, in order, inside the transaction that records it."""
-
-    version: int
-    description: str
-    statements: tuple[str, ...]
 
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
@@ -112,78 +101,9 @@ _SCHEMA_VERSION_TABLE: Final = """CREATE TABLE IF NOT EXISTS schema_version (
 )"""
 
 
-def _text(value: datetime, name: str) -> str:
-    """A datetime as UTC ISO-8601 text with a fixed width, so that text order is time order.
-
-    Raises:
-        ModelError: the datetime is naive.
-    """
-    if value.tzinfo is None:
-        raise ModelError(f"{name} must be timezone-aware")
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _datetime(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
-def _required_datetime(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def _appointment(row: sqlite3.Row) -> Appointment:
-    return Appointment(
-        id=row["id"],
-        kind=AppointmentKind(row["kind"]),
-        cabin_id=row["cabin_id"],
-        starts_at=_required_datetime(row["starts_at"]),
-        duration=timedelta(seconds=row["duration_seconds"]),
-        professional_name=row["professional_name"],
-        cancelled_at=_datetime(row["cancelled_at"]),
-        created_at=_datetime(row["created_at"]),
-        admitted_at=_datetime(row["admitted_at"]),
-    )
-
-
-def _cabin(row: sqlite3.Row) -> Cabin:
-    return Cabin(
-        id=row["id"],
-        name=row["name"],
-        public_key=row["public_key"],
-        disabled=bool(row["disabled"]),
-        enrolled_at=_datetime(row["enrolled_at"]),
-        enrollment_code_hash=row["enrollment_code_hash"],
-        enrollment_expires_at=_datetime(row["enrollment_expires_at"]),
-    )
-
-
-def _cabin_values(cabin: Cabin) -> tuple[object, ...]:
-    return (
-        cabin.name,
-        cabin.public_key,
-        int(cabin.disabled),
-        None if cabin.enrolled_at is None else _text(cabin.enrolled_at, "enrolled_at"),
-        cabin.enrollment_code_hash,
-        None if cabin.enrollment_expires_at is None else _text(cabin.enrollment_expires_at, "enrollment_expires_at"),
-        cabin.id,
-    )
-
-
-def _audit_event(row: sqlite3.Row) -> AuditEvent:
-    return AuditEvent(
-        at=_required_datetime(row["at"]),
-        action=AuditAction(row["action"]),
-        actor=row["actor"],
-        appointment_id=row["appointment_id"],
-        cabin_id=row["cabin_id"],
-        address=row["address"],
-        detail=row["detail"],
-    )
-
-
 def schema_version(connection: sqlite3.Connection) -> int:
     """The highest migration recorded in `connection`'s database (0 for a new database)."""
-    row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+    row = connection.execute("SELECT max(version) AS version FROM schema_version").fetchone()
     return int(row[0] or 0)
 
 
@@ -220,7 +140,7 @@ def migrate(connection: sqlite3.Connection, migrations: Sequence[Migration], *, 
     return max(current, len(migrations))
 
 
-class SQLiteStore:
+class SQLiteStore(SqlStore):
     """`signaling.store.Store` on one SQLite file; safe to share between threads (one lock per store)."""
 
     def __init__(self, connection: sqlite3.Connection, path: str) -> None:
@@ -296,9 +216,6 @@ class SQLiteStore:
     def __enter__(self) -> SQLiteStore:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def close(self) -> None:
         """Close the database; safe to call twice."""
         with self._lock:
@@ -340,242 +257,5 @@ class SQLiteStore:
                     raise StoreError(f"cannot write to the database {self.path}: {exc}") from exc
                 raise
 
-    # --- appointments ---------------------------------------------------------------------------------------
-
-    def add_appointment(self, appointment: Appointment) -> None:
-        """Record a new appointment, unless its cabin is already booked at an overlapping time.
-
-        The check and the insertion run in one write transaction (BEGIN IMMEDIATE takes the database's write lock
-        first), so two bookings racing for the same time, from this process or another, cannot both pass.
-        Cancelled appointments do not count; back to back is fine.
-
-        Raises:
-            DuplicateId: an appointment with this id exists.
-            UnknownCabin: its cabin is not in the store.
-            Overlap: a booked appointment of the same cabin overlaps it.
-        """
-        with self._transaction() as connection:
-            if connection.execute("SELECT 1 FROM appointments WHERE id = ?", (appointment.id,)).fetchone():
-                raise DuplicateId(f"appointment {appointment.id!r} already exists")
-            if not connection.execute("SELECT 1 FROM cabins WHERE id = ?", (appointment.cabin_id,)).fetchone():
-                raise UnknownCabin(f"no cabin {appointment.cabin_id!r}: add the cabin before booking it")
-            if not appointment.cancelled:
-                clash = connection.execute(
-                    "SELECT * FROM appointments WHERE cabin_id = ? AND cancelled_at IS NULL"
-                    " AND starts_at < ? AND ends_at > ? ORDER BY starts_at, id LIMIT 1",
-                    (
-                        appointment.cabin_id,
-                        _text(appointment.ends_at, "ends_at"),
-                        _text(appointment.starts_at, "starts_at"),
-                    ),
-                ).fetchone()
-                if clash is not None:
-                    raise Overlap(_appointment(clash))
-            connection.execute(
-                "INSERT INTO appointments (id, kind, cabin_id, starts_at, ends_at, duration_seconds,"
-                " professional_name, created_at, cancelled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    appointment.id,
-                    appointment.kind.value,
-                    appointment.cabin_id,
-                    _text(appointment.starts_at, "starts_at"),
-                    _text(appointment.ends_at, "ends_at"),
-                    appointment.duration.total_seconds(),
-                    appointment.professional_name,
-                    None if appointment.created_at is None else _text(appointment.created_at, "created_at"),
-                    None if appointment.cancelled_at is None else _text(appointment.cancelled_at, "cancelled_at"),
-                ),
-            )
-
-    def get_appointment(self, appointment_id: str) -> Appointment | None:
-        with self._locked() as connection:
-            row = connection.execute("SELECT * FROM appointments WHERE id = ?", (appointment_id,)).fetchone()
-        return None if row is None else _appointment(row)
-
-    def list_appointments(
-        self,
-        *,
-        cabin_id: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        include_cancelled: bool = True,
-    ) -> list[Appointment]:
-        """Appointments that overlap [since, until) (ending after `since`, starting before `until`), by start.
-
-        Raises:
-            ModelError: `since` or `until` is naive.
-        """
-        clauses: list[str] = []
-        values: list[object] = []
-        if cabin_id is not None:
-            clauses.append("cabin_id = ?")
-            values.append(cabin_id)
-        if since is not None:
-            clauses.append("ends_at > ?")
-            values.append(_text(since, "since"))
-        if until is not None:
-            clauses.append("starts_at < ?")
-            values.append(_text(until, "until"))
-        if not include_cancelled:
-            clauses.append("cancelled_at IS NULL")
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self._locked() as connection:
-            rows = connection.execute(f"SELECT * FROM appointments{where} ORDER BY starts_at, id", values).fetchall()
-        return [_appointment(row) for row in rows]
-
-    def cancel_appointment(self, appointment_id: str, at: datetime) -> Appointment:
-        """Cancel an appointment; cancelling again keeps the first cancellation time.
-
-        Raises:
-            NotFound: no appointment has this id.
-            ModelError: `at` is naive.
-        """
-        stamp = _text(at, "at")
-        with self._transaction() as connection:
-            cursor = connection.execute(
-                "UPDATE appointments SET cancelled_at = coalesce(cancelled_at, ?) WHERE id = ?",
-                (stamp, appointment_id),
-            )
-            if cursor.rowcount == 0:
-                raise NotFound(f"no appointment {appointment_id!r}")
-            row = connection.execute("SELECT * FROM appointments WHERE id = ?", (appointment_id,)).fetchone()
-        return _appointment(row)
-
-    def set_admitted(self, appointment_id: str, at: datetime | None) -> None:
-        """Record that the citizen was admitted at `at` (None: no longer admitted, they left the cabin).
-
-        Raises:
-            NotFound: no appointment has this id.
-            ModelError: `at` is naive.
-        """
-        stamp = None if at is None else _text(at, "at")
-        with self._transaction() as connection:
-            cursor = connection.execute("UPDATE appointments SET admitted_at = ? WHERE id = ?", (stamp, appointment_id))
-            if cursor.rowcount == 0:
-                raise NotFound(f"no appointment {appointment_id!r}")
-
-    # --- cabins ---------------------------------------------------------------------------------------------
-
-    def add_cabin(self, cabin: Cabin) -> None:
-        """Record a new cabin.
-
-        Raises:
-            DuplicateId: a cabin with this id exists.
-        """
-        with self._transaction() as connection:
-            if connection.execute("SELECT 1 FROM cabins WHERE id = ?", (cabin.id,)).fetchone():
-                raise DuplicateId(f"cabin {cabin.id!r} already exists")
-            connection.execute(
-                "INSERT INTO cabins (name, public_key, disabled, enrolled_at, enrollment_code_hash,"
-                " enrollment_expires_at, id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                _cabin_values(cabin),
-            )
-
-    def get_cabin(self, cabin_id: str) -> Cabin | None:
-        with self._locked() as connection:
-            row = connection.execute("SELECT * FROM cabins WHERE id = ?", (cabin_id,)).fetchone()
-        return None if row is None else _cabin(row)
-
-    def list_cabins(self) -> list[Cabin]:
-        """Every cabin, by id."""
-        with self._locked() as connection:
-            rows = connection.execute("SELECT * FROM cabins ORDER BY id").fetchall()
-        return [_cabin(row) for row in rows]
-
-    def update_cabin(self, cabin: Cabin) -> None:
-        """Replace the stored cabin that has `cabin.id` with `cabin`.
-
-        Raises:
-            NotFound: no cabin has this id.
-        """
-        with self._transaction() as connection:
-            cursor = connection.execute(
-                "UPDATE cabins SET name = ?, public_key = ?, disabled = ?, enrolled_at = ?,"
-                " enrollment_code_hash = ?, enrollment_expires_at = ? WHERE id = ?",
-                _cabin_values(cabin),
-            )
-            if cursor.rowcount == 0:
-                raise NotFound(f"no cabin {cabin.id!r}")
-
-    # --- cabin settings set from afar ------------------------------------------------------------------------
-
-    def add_cabin_settings(
-        self, cabin_id: str, settings: dict[str, dict[str, Any]], at: datetime, by: str
-    ) -> SettingsVersion:
-        """Store the cabin's next settings version (the previous ones are kept, for the audit).
-
-        Numbering is one statement: two operators saving at once get two versions, never one twice.
-
-        Raises:
-            NotFound: no cabin has this id.
-        """
-        stamp = _text(at, "at")
-        text = json.dumps(settings, separators=(",", ":"), sort_keys=True)
-        with self._transaction() as connection:
-            if not connection.execute("SELECT 1 FROM cabins WHERE id = ?", (cabin_id,)).fetchone():
-                raise NotFound(f"no cabin {cabin_id!r}")
-            row = connection.execute(
-                "INSERT INTO cabin_settings (cabin_id, version, settings, created_at, created_by)"
-                " SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ?, ? FROM cabin_settings WHERE cabin_id = ?"
-                " RETURNING version",
-                (cabin_id, text, stamp, by, cabin_id),
-            ).fetchone()
-        return SettingsVersion(cabin_id, int(row[0]), settings, at, by)
-
-    def cabin_settings(self, cabin_id: str, *, limit: int = 1) -> list[SettingsVersion]:
-        """The cabin's latest `limit` settings versions, newest first (empty: never set from afar)."""
-        with self._locked() as connection:
-            rows = connection.execute(
-                "SELECT * FROM cabin_settings WHERE cabin_id = ? ORDER BY version DESC LIMIT ?", (cabin_id, limit)
-            ).fetchall()
-        return [
-            SettingsVersion(
-                row["cabin_id"],
-                row["version"],
-                json.loads(row["settings"]),
-                _required_datetime(row["created_at"]),
-                row["created_by"],
-            )
-            for row in rows
-        ]
-
-    # --- audit ----------------------------------------------------------------------------------------------
-
-    def audit(self, event: AuditEvent) -> None:
-        """Append an event to the audit log."""
-        with self._transaction() as connection:
-            connection.execute(
-                "INSERT INTO audit (at, action, actor, appointment_id, cabin_id, address, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    _text(event.at, "at"),
-                    event.action.value,
-                    event.actor,
-                    event.appointment_id,
-                    event.cabin_id,
-                    event.address,
-                    event.detail,
-                ),
-            )
-
-    def audit_log(
-        self, *, appointment_id: str | None = None, cabin_id: str | None = None, limit: int = 100
-    ) -> list[AuditEvent]:
-        """The latest `limit` events, newest first, optionally about one appointment or one cabin only.
-
-        Raises:
-            ModelError: `limit` is not positive.
-        """
-        if limit < 1:
-            raise ModelError("limit must be at least 1")
-        conditions, values = [], []
-        for column, value in (("appointment_id", appointment_id), ("cabin_id", cabin_id)):
-            if value is not None:
-                conditions.append(f"{column} = ?")
-                values.append(value)
-        where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
-        with self._locked() as connection:
-            rows = connection.execute(
-                f"SELECT * FROM audit {where} ORDER BY at DESC, id DESC LIMIT ?", [*values, limit]
-            ).fetchall()
-        return [_audit_event(row) for row in rows]
+    def _run(self, connection: sqlite3.Connection, sql: str, values: Sequence[object] = ()) -> sqlite3.Cursor:
+        return connection.execute(sql, values)

@@ -1,7 +1,7 @@
 """The store seam: what signaling keeps (cabins, appointments, audit), and the errors a store raises.
 
-`signaling.sqlite_store.SQLiteStore` is the implementation; anything else (a Redis-backed store for several nodes)
-implements the same Protocol.
+`signaling.sqlite_store.SQLiteStore` (the default) and `signaling.postgres_store.PostgresStore` implement it, with
+the queries of `signaling.sql_store`.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ class Store(Protocol):
     def get_cabin(self, cabin_id: str) -> Cabin | None: ...
     def list_cabins(self) -> list[Cabin]: ...
     def update_cabin(self, cabin: Cabin) -> None: ...
+    # Records the key and uses the code up in one statement (None: the code is not pending now); two nodes racing
+    # with one code cannot both succeed.
+    def enroll_cabin(self, cabin_id: str, code_hash: bytes, public_key: bytes, at: datetime) -> Cabin | None: ...
 
     # Cabin settings set from afar, every version kept
     def add_cabin_settings(

@@ -9,7 +9,7 @@ import signal
 import ssl
 import sys
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.browser import chromium
+from tests.postgres import PrivatePostgres
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -64,12 +65,24 @@ def http_status(url: str, ca: Path) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-async def test_operator_books_two_kinds_for_one_cabin_and_restarts(tmp_path: Path, port: int) -> None:
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PrivatePostgres]:
+    with PrivatePostgres() as server:
+        yield server
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+async def test_operator_books_two_kinds_for_one_cabin_and_restarts(
+    tmp_path: Path, port: int, engine: str, request: pytest.FixtureRequest
+) -> None:
+    """On the embedded SQLite file, and on PostgreSQL (`cabine serve --db postgresql://…`)."""
     data, cabin_pc = tmp_path / "server", tmp_path / "cabin-pc"
     cabin_pc.mkdir()
     server = f"https://127.0.0.1:{port}"
     ca = data / "certs" / "ca.crt"
-    serve_args = ("serve", "--port", str(port), "--data-dir", str(data))
+    serve_args: tuple[str, ...] = ("serve", "--port", str(port), "--data-dir", str(data))
+    if engine == "postgres":
+        serve_args += ("--db", request.getfixturevalue("postgres").database())
     op = ("--server", server, "--api-key-file", str(data / "operator-key"), "--ca-file", str(ca))
     now = datetime.now(UTC).replace(second=0, microsecond=0)
 

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 from cabine.cli import options
 from cabine.errors import UsageError
 from signaling.forwarding import Network
-from signaling.sqlite_store import SQLiteStore
 from signaling.store import StoreError
+from signaling.stores import check_store, describe, is_postgres, open_store
 from signaling.turn import TurnConfigError, TurnSettings
 from signaling.webhooks import EVENT_TYPES, WebhookError, WebhookTarget
 
@@ -43,7 +43,11 @@ def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=options.port, default=8443, help="port, 1 to 65535 (default 8443)")
     parser.add_argument("--data-dir", type=Path, default=Path(".cabine"), help="keys, certificates, database")
-    parser.add_argument("--db", type=Path, help="SQLite database file (default DATA_DIR/cabine.sqlite)")
+    parser.add_argument(
+        "--db",
+        help="an SQLite database file (default DATA_DIR/cabine.sqlite), or a PostgreSQL URL "
+        "(postgresql://user:password@host:5432/cabine; the password may also come from ~/.pgpass or PGPASSWORD)",
+    )
     parser.add_argument(
         "--public-url",
         type=options.public_url,
@@ -134,7 +138,7 @@ class _Plan:
     host: str
     port: int
     data_dir: Path
-    db: Path
+    db: str | Path
     public_url: str
     tls: ssl.SSLContext | None  # None: plain HTTP, or the development certificate when `development_tls`
     development_tls: bool
@@ -238,10 +242,10 @@ def _plan(args: argparse.Namespace) -> _Plan:
     turn = _turn(args)
     data_dir: Path = args.data_dir
     _check_data_dir(data_dir)
-    db: Path = args.db or data_dir / "cabine.sqlite"
+    db: str | Path = args.db if is_postgres(args.db or "") else Path(args.db) if args.db else data_dir / "cabine.sqlite"
     if args.db is not None or data_dir.exists():
         try:
-            SQLiteStore.check(db)
+            check_store(db)
         except StoreError as exc:
             raise UsageError(str(exc)) from None
     scheme = "http" if plain else "https"
@@ -315,7 +319,7 @@ async def _run(plan: _Plan, listener: Listener) -> int:
 
     # The address is ours: from here on, making files is safe.
     plan.data_dir.mkdir(parents=True, exist_ok=True)
-    with SQLiteStore.open(plan.db) as store:
+    with open_store(plan.db) as store:
         signer = load_or_create_signer(plan.data_dir / "signing-key.pem")
         key_file = plan.data_dir / "operator-key"
         operator_key = load_or_create_operator_key(key_file)
@@ -336,7 +340,7 @@ async def _run(plan: _Plan, listener: Listener) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with serve(config, plan.host, plan.port, context, listener=listener):
-            print(f"Cabine signaling on {plan.public_url} (database {plan.db})")
+            print(f"Cabine signaling on {plan.public_url} (database {describe(plan.db)})")
             if plan.behind_proxy:
                 proxies = ", ".join(str(n) for n in plan.trusted_proxies)
                 print(f"Plain HTTP on http://{_url_host(plan.host)}:{plan.port} for the reverse proxy ({proxies})")

@@ -200,11 +200,15 @@ async def enroll(request: web.Request) -> web.StreamResponse:
             "ask the operator for a new one",
         )
     replaced = cabin.enrolled
-    # Read, check and write happen with no await in between: two uses of one code cannot both succeed.
-    enrolled = replace(
-        cabin, public_key=public_key, enrolled_at=now, enrollment_code_hash=None, enrollment_expires_at=None
-    )
-    config.store.update_cabin(enrolled)
+    # The check above says why a code is refused; using it up is one statement of the store's, so that two uses of
+    # one code, on this node or another, can never both succeed.
+    if config.store.enroll_cabin(cabin.id, expected, public_key, now) is None:
+        log.warning("cabin %s: enrollment refused from %s: the code was used meanwhile", cabin_id, request.remote)
+        raise ApiError(
+            403,
+            f"no enrollment code is pending for cabin {cabin_id!r} (already used, or never issued): "
+            "ask the operator for a new one",
+        )
     fingerprint = "key sha256:" + hashlib.sha256(public_key).hexdigest()[:8]
     audit(
         request,
