@@ -17,7 +17,7 @@ from signaling.config import ServerConfig
 from signaling.forwarding import forwarded_client
 from signaling.http import alerts, appointments, cabin_config, cabins, fleet, health, pages, rest
 from signaling.hub import Hub
-from signaling.keys import CLIENT_ADDRESS, CONFIG, HUB, ON_APPOINTMENT_CREATED, ON_CABIN_DISABLED, ON_CANCEL
+from signaling.keys import CLIENT_ADDRESS, CONFIG, HUB, ON_APPOINTMENT_CREATED, ON_CABIN_DISABLED, ON_CANCEL, STORE
 from signaling.ws import websocket
 
 log = logging.getLogger("cabine.signaling")
@@ -90,13 +90,27 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
         await task
     # On shutdown, say goodbye to every connected client so pages show "server stopped", not a hang.
     await hub.close_all()
+    # What is queued for the store (audit events) is written before the store's thread stops.
+    await asyncio.to_thread(hub.store.close)
+
+
+@web.middleware
+async def audited_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request's audit events are written before its answer leaves: whoever reads the log next sees them."""
+    try:
+        return await handler(request)
+    finally:
+        await request.app[STORE].flush()
 
 
 def create_app(config: ServerConfig) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, forwarded_middleware], client_max_size=64 * 1024)
+    app = web.Application(
+        middlewares=[errors_middleware, forwarded_middleware, audited_middleware], client_max_size=64 * 1024
+    )
     app[CONFIG] = config
     hub = Hub(config)
     app[HUB] = hub
+    app[STORE] = hub.store
     app[ON_CANCEL] = hub.appointment_cancelled
     app[ON_CABIN_DISABLED] = hub.cabin_disabled
     app[ON_APPOINTMENT_CREATED] = hub.appointment_created

@@ -62,6 +62,18 @@ class ReplayCache:
         self._seen = {cabin_id: ids for cabin_id, ids in live.items() if ids}
 
 
+def claimed_cabin(token: str | None) -> str | None:
+    """The cabin a proof says it is from, unverified (to look it up before verifying); None if unreadable."""
+    if not token:
+        return None
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    subject = unverified.get("sub") if isinstance(unverified, dict) else None
+    return subject if isinstance(subject, str) else None
+
+
 def verify_cabin_proof(
     token: str | None, *, lookup: Callable[[str], Cabin | None], now: datetime, replays: ReplayCache
 ) -> Cabin:

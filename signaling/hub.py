@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from signaling.alerts import Alert, AlertBook, AlertKind
+from signaling.async_store import AsyncStore
 from signaling.bookings import AppointmentLedger, Event
 from signaling.cabin_auth import ReplayCache
 from signaling.config import ServerConfig
@@ -115,6 +116,8 @@ class Hub:
             config.webhooks, on_outcome=lambda outcome: self.metrics.webhooks.labels(outcome=outcome).inc()
         )
         self.live_views = 0  # dashboards open over a WebSocket (bounded by signaling/http/fleet.py)
+        # The store, off the event loop: its calls run on a thread of their own.
+        self.store = AsyncStore(config.store)
         self.closing = False
 
     def notify(self) -> None:
@@ -133,7 +136,7 @@ class Hub:
         address: str | None = None,
         detail: str = "",
     ) -> None:
-        self.config.store.audit(
+        self.store.audit(
             AuditEvent(
                 at=self.config.clock(),
                 action=action,
@@ -169,7 +172,7 @@ class Hub:
         if self.config.auto_admit and not room.admitted and room.professional is not None:
             with contextlib.suppress(RoomError):
                 self.rooms.admit(room.appointment_id, room.professional)
-                self.config.store.set_admitted(room.appointment_id, self.config.clock())
+                await self.store.set_admitted(room.appointment_id, self.config.clock())
                 self.audit(AuditAction.ADMITTED, "system", appointment_id=room.appointment_id, detail="auto")
                 self.citizen_admitted(room, "system")
                 await self.publish_state(room)
@@ -191,9 +194,9 @@ class Hub:
             )
         )
 
-    def schedule_for(self, cabin_id: str) -> Schedule:
+    async def schedule_for(self, cabin_id: str) -> Schedule:
         now = self.config.clock()
-        upcoming = self.config.store.list_appointments(
+        upcoming = await self.store.list_appointments(
             cabin_id=cabin_id, since=now - timedelta(hours=8), until=now + SCHEDULE_HORIZON, include_cancelled=False
         )
         return Schedule(appointments=tuple(a.info() for a in upcoming if a.ends_at > now))
@@ -202,7 +205,7 @@ class Hub:
         for cabin_id in list(self.rooms.cabin_ids()):
             cabin = self.rooms.cabin(cabin_id)
             if cabin is not None:
-                await cabin.send(self.schedule_for(cabin_id))
+                await cabin.send(await self.schedule_for(cabin_id))
 
     # --- housekeeping ----------------------------------------------------------------------------------------
 
@@ -225,16 +228,16 @@ class Hub:
                 )
                 await refuse(room.professional.ws, CloseCode.FORBIDDEN, str(TokenError(TokenRefusal.OUTSIDE_WINDOW)))
         self.replays.prune(now.timestamp())
-        self.check_fleet()
-        ended = self.config.store.list_appointments(
+        await self.check_fleet()
+        ended = await self.store.list_appointments(
             since=self.bookings.checked_until, until=now, include_cancelled=False
         )
         for event in self.bookings.endings(ended, now, self._citizen_present):
             self._tell(event)
 
-    def check_fleet(self) -> None:
+    async def check_fleet(self) -> None:
         """Raise or clear every cabin's offline alert (and the others the fleet derives) as time goes by."""
-        watched = {c.id for c in self.config.store.list_cabins() if c.enrolled and not c.disabled}
+        watched = {c.id for c in await self.store.list_cabins() if c.enrolled and not c.disabled}
         changed = [
             self._reconcile(cabin_id, watched=cabin_id in watched) for cabin_id in watched | set(self._conditions)
         ]
@@ -324,7 +327,7 @@ class Hub:
     async def appointment_cancelled(self, appointment_id: str) -> None:
         """End an ongoing call and turn away its professional: a cancelled appointment's link is revoked."""
         self.notify()
-        appointment = self.config.store.get_appointment(appointment_id)
+        appointment = await self.store.get_appointment(appointment_id)
         if appointment is not None:
             self._tell(self.bookings.cancelled(appointment))
         room = self.rooms.end(appointment_id)
@@ -334,7 +337,7 @@ class Hub:
         cabin = self.rooms.cabin(room.cabin_id)
         if cabin is not None:
             await cabin.send(Bye(appointment_id=appointment_id, reason="cancelled"))
-            await cabin.send(self.schedule_for(room.cabin_id))
+            await cabin.send(await self.schedule_for(room.cabin_id))
         if room.professional is not None:
             log.info("%s: cancelled, closing the professional's connection", room.professional.label)
             await refuse(room.professional.ws, CloseCode.FORBIDDEN, reason)
@@ -347,10 +350,10 @@ class Hub:
 
     async def appointment_created(self, appointment_id: str) -> None:
         self.notify()
-        appointment = self.config.store.get_appointment(appointment_id)
+        appointment = await self.store.get_appointment(appointment_id)
         cabin = None if appointment is None else self.rooms.cabin(appointment.cabin_id)
         if appointment is not None and cabin is not None:
-            await cabin.send(self.schedule_for(appointment.cabin_id))
+            await cabin.send(await self.schedule_for(appointment.cabin_id))
 
     async def run_selftest(self, cabin_id: str) -> ReceivedReport:
         """Ask the connected cabin for a self-test and wait (config.selftest_timeout) for its report.
@@ -393,7 +396,7 @@ class Hub:
         appointment_id = message.appointment_id
         detail = ""
         if appointment_id is not None:
-            appointment = self.config.store.get_appointment(appointment_id)
+            appointment = await self.store.get_appointment(appointment_id)
             if appointment is None or appointment.cabin_id != cabin_id:
                 detail = "named an appointment that is not this cabin's; "
                 appointment_id = None
@@ -461,10 +464,10 @@ class Hub:
         self._tell(event)
         self.notify()
 
-    def config_json(self, cabin_id: str) -> dict[str, object]:
+    async def config_json(self, cabin_id: str) -> dict[str, object]:
         """The cabin's configuration set from afar as the dashboard shows it: latest version, what the cabin runs
         (its heartbeat says), and what it did with the latest (applied, pending until the call ends, refused)."""
-        versions = self.config.store.cabin_settings(cabin_id)
+        versions = await self.store.cabin_settings(cabin_id)
         latest = versions[0] if versions else None
         heartbeat = self.fleet.latest(cabin_id)
         said = self.config_status.get(cabin_id)
@@ -487,7 +490,7 @@ class Hub:
     async def send_config(self, cabin_id: str) -> None:
         """Send the connected cabin its latest configuration set from afar (if any)."""
         cabin = self.rooms.cabin(cabin_id)
-        versions = self.config.store.cabin_settings(cabin_id)
+        versions = await self.store.cabin_settings(cabin_id)
         if versions:
             thresholds = versions[0].settings.get("thresholds", {})
             self._battery_low[cabin_id] = int(thresholds.get("battery_low", BATTERY_LOW_PERCENT))

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from signaling.async_store import AsyncStore
 from signaling.config import ServerConfig
 from signaling.hub import Hub
 
@@ -15,6 +16,8 @@ Hook = Callable[[str], Awaitable[None]]
 CONFIG: web.AppKey[ServerConfig] = web.AppKey("config", ServerConfig)
 # The live state: rooms, connected cabins, alerts, self-test reports.
 HUB: web.AppKey[Hub] = web.AppKey("hub", Hub)
+# The store, off the event loop (the hub's).
+STORE: web.AppKey[AsyncStore] = web.AppKey("store", AsyncStore)
 # Awaited with the appointment id after a cancellation: end its call and turn its professional away.
 ON_CANCEL: web.AppKey[Hook] = web.AppKey("on_cancel")
 # Awaited with the cabin id when the cabin's current connection must end: it was disabled, or re-enrolled with a

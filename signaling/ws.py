@@ -10,7 +10,7 @@ import time
 
 from aiohttp import WSMsgType, web
 
-from signaling.cabin_auth import TooManyProofs, verify_cabin_proof
+from signaling.cabin_auth import TooManyProofs, claimed_cabin, verify_cabin_proof
 from signaling.connection import Client, refuse
 from signaling.hub import Hub, server_time
 from signaling.keys import CONFIG, HUB
@@ -118,7 +118,10 @@ async def _authenticate(hub: Hub, ws: web.WebSocketResponse, role: Role, peer: s
         if role is Role.PROFESSIONAL:
             subject = config.signer.verify(hello.token, role=role, now=now).subject
         else:
-            subject = verify_cabin_proof(hello.token, lookup=config.store.get_cabin, now=now, replays=hub.replays).id
+            claimed_id = claimed_cabin(hello.token)
+            known = None if claimed_id is None else await hub.store.get_cabin(claimed_id)
+            found = {known.id: known} if known is not None else {}
+            subject = verify_cabin_proof(hello.token, lookup=found.get, now=now, replays=hub.replays).id
     except TokenError as exc:
         await _refuse_token(hub, ws, role, peer, hello.token, exc)
         return None
@@ -138,7 +141,7 @@ async def _authenticate(hub: Hub, ws: web.WebSocketResponse, role: Role, peer: s
 
 async def _admit_professional(hub: Hub, client: Client, token: str) -> Client | None:
     config, rooms = hub.config, hub.rooms
-    appointment = config.store.get_appointment(client.subject)
+    appointment = await hub.store.get_appointment(client.subject)
     try:
         if appointment is None:
             raise TokenError(TokenRefusal.REVOKED, "unknown appointment")
@@ -206,7 +209,7 @@ async def _admit_cabin(hub: Hub, client: Client) -> Client:
         ice_policy=hub.config.ice_policy,
     )
     await client.send(welcome)
-    await client.send(hub.schedule_for(client.subject))
+    await client.send(await hub.schedule_for(client.subject))
     await hub.send_config(client.subject)
     for room in rooms.rooms_of_cabin(client.subject):
         await hub.publish_state(room)
@@ -278,7 +281,7 @@ async def _dispatch(hub: Hub, client: Client, message: Message) -> None:
         if message.appointment_id != client.subject:
             raise _Refusal("not your appointment", CloseCode.FORBIDDEN)
         room = rooms.admit(message.appointment_id, client)
-        hub.config.store.set_admitted(room.appointment_id, hub.config.clock())
+        await hub.store.set_admitted(room.appointment_id, hub.config.clock())
         log.info("%s: citizen admitted", client.label)
         hub.citizen_admitted(room, "professional")
         hub.audit(
@@ -291,7 +294,7 @@ async def _dispatch(hub: Hub, client: Client, message: Message) -> None:
         await hub.publish_state(room)
         await hub.start_call_if_ready(room)
     elif isinstance(message, Presence) and client.role is Role.CABIN:
-        appointment = hub.config.store.get_appointment(message.appointment_id)
+        appointment = await hub.store.get_appointment(message.appointment_id)
         if appointment is None or appointment.cabin_id != client.subject:
             raise _Refusal("not your appointment", CloseCode.FORBIDDEN)
         if message.present and not appointment.is_open(hub.config.clock()):
@@ -301,7 +304,7 @@ async def _dispatch(hub: Hub, client: Client, message: Message) -> None:
         # Every admission is written to the store, so the appointment just read says whether there is one to end.
         if not message.present and appointment.admitted_at is not None:
             # The next person in the cabin must be admitted anew, even after a restart of signaling.
-            hub.config.store.set_admitted(appointment.id, None)
+            await hub.store.set_admitted(appointment.id, None)
         hub.audit(
             AuditAction.JOINED if message.present else AuditAction.LEFT,
             "citizen",

@@ -27,7 +27,7 @@ from signaling.http.rest import (
     parse_datetime,
     string,
 )
-from signaling.keys import CONFIG, ON_APPOINTMENT_CREATED, ON_CANCEL
+from signaling.keys import CONFIG, ON_APPOINTMENT_CREATED, ON_CANCEL, STORE
 from signaling.links import professional_link
 from signaling.models import Appointment, AuditAction, ModelError, NotFound
 from signaling.protocol import AppointmentKind
@@ -106,13 +106,13 @@ async def create_appointment(request: web.Request, operator: str) -> web.StreamR
     config = request.app[CONFIG]
     now = config.clock()
     appointment = _appointment_from(await body(request), now)
-    cabin = config.store.get_cabin(appointment.cabin_id)
+    cabin = await request.app[STORE].get_cabin(appointment.cabin_id)
     if cabin is None:
         raise ApiError(422, f"cabin_id: no cabin {appointment.cabin_id!r}")
     if cabin.disabled:
         raise ApiError(409, f"cabin {cabin.id!r} is disabled: enable it before booking it")
     try:
-        config.store.add_appointment(appointment)
+        await request.app[STORE].add_appointment(appointment)
     except UnknownCabin:
         raise ApiError(422, f"cabin_id: no cabin {appointment.cabin_id!r}") from None
     except Overlap as exc:
@@ -129,7 +129,7 @@ async def create_appointment(request: web.Request, operator: str) -> web.StreamR
     )
     log.info("%s: created for cabin %s", appointment.id, appointment.cabin_id)
     await call_hook(request, ON_APPOINTMENT_CREATED, appointment.id, "appointment-created")
-    stored = config.store.get_appointment(appointment.id) or appointment
+    stored = await request.app[STORE].get_appointment(appointment.id) or appointment
     return web.json_response(appointment_json(config, stored, with_link=True), status=201)
 
 
@@ -142,19 +142,19 @@ async def list_appointments(request: web.Request, operator: str) -> web.StreamRe
     since = parse_datetime(query["from"], "from") if "from" in query else None
     until = parse_datetime(query["to"], "to") if "to" in query else None
     include_cancelled = flag(query["include_cancelled"], "include_cancelled") if "include_cancelled" in query else True
-    appointments = config.store.list_appointments(
+    appointments = await request.app[STORE].list_appointments(
         cabin_id=query.get("cabin_id") or None, since=since, until=until, include_cancelled=include_cancelled
     )
     return web.json_response({"appointments": [appointment_json(config, a, with_link=False) for a in appointments]})
 
 
-def _existing(config: ServerConfig, appointment_id: str) -> Appointment:
+async def _existing(request: web.Request, appointment_id: str) -> Appointment:
     """The appointment with this id.
 
     Raises:
         ApiError: 404, no such appointment.
     """
-    appointment = config.store.get_appointment(appointment_id)
+    appointment = await request.app[STORE].get_appointment(appointment_id)
     if appointment is None:
         raise ApiError(404, f"no appointment {appointment_id!r}")
     return appointment
@@ -164,7 +164,7 @@ def _existing(config: ServerConfig, appointment_id: str) -> Appointment:
 async def show_appointment(request: web.Request, operator: str) -> web.StreamResponse:
     """GET /api/v1/appointments/{id}: the appointment, with a freshly signed link."""
     config = request.app[CONFIG]
-    appointment = _existing(config, request.match_info["id"])
+    appointment = await _existing(request, request.match_info["id"])
     return web.json_response(appointment_json(config, appointment, with_link=True))
 
 
@@ -173,13 +173,13 @@ async def cancel_appointment(request: web.Request, operator: str) -> web.StreamR
     """POST /api/v1/appointments/{id}/cancel: idempotent; an appointment that is over cannot be cancelled."""
     config = request.app[CONFIG]
     now = config.clock()
-    appointment = _existing(config, request.match_info["id"])
+    appointment = await _existing(request, request.match_info["id"])
     if appointment.cancelled:
         return web.json_response(appointment_json(config, appointment, with_link=True))
     if appointment.ends_at <= now:
         raise ApiError(409, f"appointment {appointment.id!r} is already over (it ended at {iso(appointment.ends_at)})")
     try:
-        cancelled = config.store.cancel_appointment(appointment.id, now)
+        cancelled = await request.app[STORE].cancel_appointment(appointment.id, now)
     except NotFound as exc:
         raise ApiError(404, str(exc)) from None
     audit(

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from signaling.cabin_settings import SettingsError, check_settings
 from signaling.http.rest import PREFIX, ApiError, audit, body, iso, only, operator
-from signaling.keys import CONFIG, HUB
+from signaling.keys import CONFIG, HUB, STORE
 from signaling.models import AuditAction
 
 log = logging.getLogger("cabine.signaling.api")
@@ -22,12 +22,12 @@ log = logging.getLogger("cabine.signaling.api")
 HISTORY: Final = 20
 
 
-def _config_response(request: web.Request, cabin_id: str) -> dict[str, Any]:
-    config, hub = request.app[CONFIG], request.app[HUB]
-    versions = config.store.cabin_settings(cabin_id, limit=HISTORY)
+async def _config_response(request: web.Request, cabin_id: str) -> dict[str, Any]:
+    hub = request.app[HUB]
+    versions = await request.app[STORE].cabin_settings(cabin_id, limit=HISTORY)
     latest = versions[0] if versions else None
     return {
-        **hub.config_json(cabin_id),
+        **await hub.config_json(cabin_id),
         "settings": {} if latest is None else latest.settings,
         "created_at": None if latest is None else iso(latest.created_at),
         "created_by": None if latest is None else latest.created_by,
@@ -37,9 +37,9 @@ def _config_response(request: web.Request, cabin_id: str) -> dict[str, Any]:
     }
 
 
-def _cabin_id(request: web.Request) -> str:
+async def _cabin_id(request: web.Request) -> str:
     cabin_id = request.match_info["id"]
-    if request.app[CONFIG].store.get_cabin(cabin_id) is None:
+    if await request.app[STORE].get_cabin(cabin_id) is None:
         raise ApiError(404, f"no cabin {cabin_id!r}")
     return cabin_id
 
@@ -47,14 +47,14 @@ def _cabin_id(request: web.Request) -> str:
 @operator
 async def show_config(request: web.Request, operator: str) -> web.StreamResponse:
     """GET /api/v1/cabins/{id}/config: the latest version, what the cabin did with it, the earlier versions."""
-    return web.json_response(_config_response(request, _cabin_id(request)))
+    return web.json_response(await _config_response(request, await _cabin_id(request)))
 
 
 @operator
 async def set_config(request: web.Request, operator: str) -> web.StreamResponse:
     """PUT /api/v1/cabins/{id}/config {"settings": {...}}: a new version for the cabin (400 with the reason if it
     cannot be used)."""
-    cabin_id = _cabin_id(request)
+    cabin_id = await _cabin_id(request)
     data = await body(request)
     only(data, ("settings",))
     try:
@@ -62,11 +62,11 @@ async def set_config(request: web.Request, operator: str) -> web.StreamResponse:
     except SettingsError as exc:
         raise ApiError(400, str(exc)) from None
     config = request.app[CONFIG]
-    stored = config.store.add_cabin_settings(cabin_id, settings, config.clock(), operator)
+    stored = await request.app[STORE].add_cabin_settings(cabin_id, settings, config.clock(), operator)
     audit(request, AuditAction.CONFIG_CHANGED, "operator", cabin_id=cabin_id, detail=f"v{stored.version}; {operator}")
     log.info("cabin %s: configuration v%d set", cabin_id, stored.version)
     await request.app[HUB].send_config(cabin_id)
-    return web.json_response(_config_response(request, cabin_id))
+    return web.json_response(await _config_response(request, cabin_id))
 
 
 def add_routes(app: web.Application) -> None:

@@ -20,7 +20,7 @@ from signaling.config import ServerConfig
 from signaling.enrollment import code_hash, new_code
 from signaling.http.rest import PREFIX, ApiError, audit, body, call_hook, iso, json_errors, only, operator, string
 from signaling.hub import CabinNotConnected, SelftestTimeout
-from signaling.keys import CONFIG, HUB, ON_CABIN_DISABLED
+from signaling.keys import CONFIG, HUB, ON_CABIN_DISABLED, STORE
 from signaling.models import AuditAction, Cabin, ModelError
 from signaling.store import DuplicateId
 
@@ -77,7 +77,7 @@ async def create_cabin(request: web.Request, operator: str) -> web.StreamRespons
     except ModelError as exc:
         raise ApiError(400, f"id: {exc}") from None
     try:
-        config.store.add_cabin(cabin)
+        await request.app[STORE].add_cabin(cabin)
     except DuplicateId as exc:
         raise ApiError(409, str(exc)) from None
     audit(request, AuditAction.CABIN_CREATED, "operator", cabin_id=cabin.id, detail=operator)
@@ -90,16 +90,16 @@ async def list_cabins(request: web.Request, operator: str) -> web.StreamResponse
     """GET /api/v1/cabins: every cabin, by id."""
     config = request.app[CONFIG]
     now = config.clock()
-    return web.json_response({"cabins": [cabin_json(c, now) for c in config.store.list_cabins()]})
+    return web.json_response({"cabins": [cabin_json(c, now) for c in await request.app[STORE].list_cabins()]})
 
 
-def _existing(config: ServerConfig, cabin_id: str) -> Cabin:
+async def _existing(request: web.Request, cabin_id: str) -> Cabin:
     """The cabin with this id.
 
     Raises:
         ApiError: 404, no such cabin.
     """
-    cabin = config.store.get_cabin(cabin_id)
+    cabin = await request.app[STORE].get_cabin(cabin_id)
     if cabin is None:
         raise ApiError(404, f"no cabin {cabin_id!r}")
     return cabin
@@ -109,16 +109,16 @@ def _existing(config: ServerConfig, cabin_id: str) -> Cabin:
 async def show_cabin(request: web.Request, operator: str) -> web.StreamResponse:
     """GET /api/v1/cabins/{id}."""
     config = request.app[CONFIG]
-    cabin = _existing(config, request.match_info["id"])
+    cabin = await _existing(request, request.match_info["id"])
     return web.json_response(cabin_json(cabin, config.clock()))
 
 
 async def _set_disabled(request: web.Request, operator: str, disabled: bool) -> web.StreamResponse:
     config = request.app[CONFIG]
-    cabin = _existing(config, request.match_info["id"])
+    cabin = await _existing(request, request.match_info["id"])
     if cabin.disabled != disabled:
         cabin = replace(cabin, disabled=disabled)
-        config.store.update_cabin(cabin)
+        await request.app[STORE].update_cabin(cabin)
         action = AuditAction.CABIN_DISABLED if disabled else AuditAction.CABIN_ENABLED
         audit(request, action, "operator", cabin_id=cabin.id, detail=operator)
         log.info("cabin %s: %s", cabin.id, action.value)
@@ -144,8 +144,8 @@ async def new_enrollment_code(request: web.Request, operator: str) -> web.Stream
     """POST /api/v1/cabins/{id}/enrollment: a new one-time code; the current key keeps working until it is used."""
     config = request.app[CONFIG]
     now = config.clock()
-    cabin, code = _with_new_code(config, _existing(config, request.match_info["id"]), now)
-    config.store.update_cabin(cabin)
+    cabin, code = _with_new_code(config, await _existing(request, request.match_info["id"]), now)
+    await request.app[STORE].update_cabin(cabin)
     audit(request, AuditAction.CABIN_ENROLLMENT_CODE, "operator", cabin_id=cabin.id, detail=operator)
     log.info("cabin %s: new enrollment code", cabin.id)
     return web.json_response(_code_json(cabin, code, now))
@@ -178,7 +178,7 @@ async def enroll(request: web.Request) -> web.StreamResponse:
     cabin_id = string(data, "cabin_id", max_length=64)
     code = string(data, "code", max_length=256)
     public_key = _public_key(data.get("public_key"))
-    cabin = config.store.get_cabin(cabin_id)
+    cabin = await request.app[STORE].get_cabin(cabin_id)
     expected = None if cabin is None else cabin.enrollment_code_hash
     # Compare even when nothing is pending, so that timing says nothing about the cabin.
     matches = hmac.compare_digest(code_hash(code), expected or _ZERO_HASH)
@@ -202,7 +202,7 @@ async def enroll(request: web.Request) -> web.StreamResponse:
     replaced = cabin.enrolled
     # The check above says why a code is refused; using it up is one statement of the store's, so that two uses of
     # one code, on this node or another, can never both succeed.
-    if config.store.enroll_cabin(cabin.id, expected, public_key, now) is None:
+    if await request.app[STORE].enroll_cabin(cabin.id, expected, public_key, now) is None:
         log.warning("cabin %s: enrollment refused from %s: the code was used meanwhile", cabin_id, request.remote)
         raise ApiError(
             403,
@@ -229,8 +229,7 @@ async def run_selftest(request: web.Request, operator: str) -> web.StreamRespons
 
     409 if the cabin is not connected (or goes away before answering), 504 if it does not answer in time.
     """
-    config = request.app[CONFIG]
-    cabin = _existing(config, request.match_info["id"])
+    cabin = await _existing(request, request.match_info["id"])
     hub = request.app[HUB]
     if hub.rooms.cabin(cabin.id) is not None:
         audit(request, AuditAction.SELFTEST_REQUESTED, "operator", cabin_id=cabin.id, detail=operator)
@@ -246,8 +245,7 @@ async def run_selftest(request: web.Request, operator: str) -> web.StreamRespons
 @operator
 async def latest_selftest(request: web.Request, operator: str) -> web.StreamResponse:
     """GET /api/v1/cabins/{id}/selftest: the cabin's latest self-test report (at start-up or asked for)."""
-    config = request.app[CONFIG]
-    cabin = _existing(config, request.match_info["id"])
+    cabin = await _existing(request, request.match_info["id"])
     received = request.app[HUB].selftests.latest(cabin.id)
     if received is None:
         raise ApiError(404, f"no self-test report from cabin {cabin.id!r} yet")

@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 
 from signaling.http.rest import PREFIX, ApiError, iso, key_label, operator
 from signaling.hub import Hub
-from signaling.keys import CONFIG, HUB
+from signaling.keys import CONFIG, HUB, STORE
 from signaling.models import Appointment, Cabin
 from signaling.protocol import CloseCode
 
@@ -54,7 +54,7 @@ def _appointment_json(appointment: Appointment) -> dict[str, Any]:
     }
 
 
-def cabin_entry(hub: Hub, cabin: Cabin, appointments: list[Appointment]) -> dict[str, Any]:
+async def cabin_entry(hub: Hub, cabin: Cabin, appointments: list[Appointment]) -> dict[str, Any]:
     """One cabin as the dashboard lists it."""
     life = hub.fleet.life(cabin.id)
     latest = None if life is None else life.latest
@@ -70,7 +70,7 @@ def cabin_entry(hub: Hub, cabin: Cabin, appointments: list[Appointment]) -> dict
         "heartbeat": None if latest is None else latest.to_json(),
         "appointments_today": [_appointment_json(a) for a in appointments],
         "alerts": [a.to_json() for a in hub.alerts.for_cabin(cabin.id)],
-        "config": hub.config_json(cabin.id),
+        "config": await hub.config_json(cabin.id),
         "selftest": None
         if report is None
         else {
@@ -83,38 +83,39 @@ def cabin_entry(hub: Hub, cabin: Cabin, appointments: list[Appointment]) -> dict
     }
 
 
-def fleet_snapshot(hub: Hub) -> dict[str, Any]:
+async def fleet_snapshot(hub: Hub) -> dict[str, Any]:
     """Every cabin, by id, with the open alerts (those of cabins deleted since included)."""
     config = hub.config
     now = config.clock()
     start, end = _today(now)
     by_cabin: defaultdict[str, list[Appointment]] = defaultdict(list)
-    for appointment in config.store.list_appointments(since=start, until=end):
+    for appointment in await hub.store.list_appointments(since=start, until=end):
         by_cabin[appointment.cabin_id].append(appointment)
     return {
         "type": "fleet",
         "at": iso(now),
-        "cabins": [cabin_entry(hub, c, by_cabin.get(c.id, [])) for c in config.store.list_cabins()],
+        "cabins": [await cabin_entry(hub, c, by_cabin.get(c.id, [])) for c in await hub.store.list_cabins()],
         "alerts": [a.to_json() for a in hub.alerts.open_alerts()],
     }
 
 
-def shared_snapshot(hub: Hub, max_age: float) -> str:
+async def shared_snapshot(hub: Hub, max_age: float) -> str:
     """The fleet snapshot as text, built once per change (and at least every `max_age` seconds), the same for every
     open dashboard."""
-    now = time.monotonic()
+    now, changes = time.monotonic(), hub.changes
     cached = hub.snapshot
-    if cached is not None and cached[0] == hub.changes and now - cached[1] < max_age:
+    if cached is not None and cached[0] == changes and now - cached[1] < max_age:
         return cached[2]
-    text = json.dumps(fleet_snapshot(hub))
-    hub.snapshot = (hub.changes, now, text)
+    text = json.dumps(await fleet_snapshot(hub))
+    # As of `changes`: a change made while it was built makes the next call build it again.
+    hub.snapshot = (changes, now, text)
     return text
 
 
 @operator
 async def show_fleet(request: web.Request, operator: str) -> web.StreamResponse:
     """GET /api/v1/fleet."""
-    return web.json_response(fleet_snapshot(request.app[HUB]))
+    return web.json_response(await fleet_snapshot(request.app[HUB]))
 
 
 @operator
@@ -122,16 +123,16 @@ async def cabin_status(request: web.Request, operator: str) -> web.StreamRespons
     """GET /api/v1/cabins/{id}/status: what the dashboard's detail view shows."""
     hub = request.app[HUB]
     config = request.app[CONFIG]
-    cabin = config.store.get_cabin(request.match_info["id"])
+    cabin = await request.app[STORE].get_cabin(request.match_info["id"])
     if cabin is None:
         raise ApiError(404, f"no cabin {request.match_info['id']!r}")
     start, end = _today(config.clock())
-    appointments = config.store.list_appointments(cabin_id=cabin.id, since=start, until=end)
+    appointments = await request.app[STORE].list_appointments(cabin_id=cabin.id, since=start, until=end)
     report = hub.selftests.latest(cabin.id)
-    events = config.store.audit_log(cabin_id=cabin.id, limit=EVENTS)
+    events = await request.app[STORE].audit_log(cabin_id=cabin.id, limit=EVENTS)
     return web.json_response(
         {
-            "cabin": cabin_entry(hub, cabin, appointments),
+            "cabin": await cabin_entry(hub, cabin, appointments),
             "history": [h.to_json() for h in hub.fleet.history(cabin.id)],
             "selftest_report": None if report is None else report.to_json(),
             "events": [
@@ -185,7 +186,7 @@ async def live_fleet(request: web.Request) -> web.StreamResponse:
         try:
             while not ws.closed and not reader.done():
                 changed = hub.changed
-                await ws.send_str(shared_snapshot(hub, REFRESH / 2))
+                await ws.send_str(await shared_snapshot(hub, REFRESH / 2))
                 waiter = asyncio.ensure_future(changed.wait())
                 await asyncio.wait({waiter, reader}, timeout=REFRESH, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()

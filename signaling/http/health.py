@@ -7,12 +7,13 @@ Prometheus exposition, for the operator's key (`Authorization: Bearer`, as Prome
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
 
 from signaling.http.rest import error_response, json_errors, operator
-from signaling.keys import CONFIG, HUB
+from signaling.keys import HUB, STORE
 from signaling.metrics import CONTENT_TYPE
 from signaling.store import StoreError
 
@@ -24,15 +25,20 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+READY_TIMEOUT = 2.0
+
+
 @json_errors
 async def readyz(request: web.Request) -> web.StreamResponse:
     """GET /readyz: 200 when the store answers and the server is not shutting down, else 503 with the reason."""
     if request.app[HUB].closing:
         return error_response(503, "shutting down")
     try:
-        request.app[CONFIG].store.get_cabin("")
-    except StoreError as exc:
-        log.error("not ready: the store does not answer: %s", exc)
+        # A load balancer asks every few seconds: a database that hangs is a node that is not ready.
+        async with asyncio.timeout(READY_TIMEOUT):
+            await request.app[STORE].get_cabin("")
+    except (StoreError, TimeoutError) as exc:
+        log.error("not ready: the store does not answer: %s", exc or "no answer in time")
         return error_response(503, "the database does not answer")
     return web.json_response({"status": "ready"})
 

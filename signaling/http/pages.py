@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from signaling.keys import CONFIG
+from signaling.keys import CONFIG, STORE
 from signaling.protocol import Role
 from signaling.tokens import TokenError, TokenRefusal, fingerprint, peek_role
 
@@ -63,7 +63,7 @@ async def join(request: web.Request) -> web.StreamResponse:
     except TokenError as exc:
         log.info("join refused from %s: %s (token %s)", request.remote, exc.reason, fingerprint(token))
         return refusal_page(exc.status, _FRENCH[exc.reason], str(exc))
-    appointment = config.store.get_appointment(claims.subject)
+    appointment = await request.app[STORE].get_appointment(claims.subject)
     if appointment is None:
         return refusal_page(403, "Ce rendez-vous n'existe pas.", "This appointment does not exist.")
     if appointment.cancelled:

@@ -17,7 +17,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from signaling.errors import SignalingError
-from signaling.keys import CONFIG, Hook
+from signaling.keys import CONFIG, STORE, Hook
 from signaling.models import AuditAction, AuditEvent
 from signaling.store import StoreError
 
@@ -193,7 +193,7 @@ def audit(
 ) -> None:
     """Write an audit row for this request (its client address, behind a trusted proxy the forwarded one)."""
     config = request.app[CONFIG]
-    config.store.audit(
+    request.app[STORE].audit(
         AuditEvent(
             at=config.clock(),
             action=action,

@@ -145,7 +145,10 @@ async def closed_with(ws: Any) -> tuple[int, str]:
             message = json.loads(msg.data).get("message", message)
             continue
         assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING), msg
-        return int(ws.close_code), message
+        # The code in the server's close frame (the socket's own may say 1006 if the server hung up before our
+        # close reached it).
+        code = msg.data if msg.type is WSMsgType.CLOSE else ws.close_code
+        return int(code), message
 
 
 async def admitted_call(world: World, appointment: Appointment, cabin_id: str) -> tuple[Any, Any]:
