@@ -261,6 +261,8 @@ async def test_nothing_the_operator_sees_carries_a_reading_or_a_name(
         await wait_until(lambda: len(gateway.devices) == 2, timeout=30, what="both devices followed")
         await gateway.check_in("apt_med")
         pro = await world.professional(world.medical)
+        while not (await receive_until(pro, "room"))["citizen_present"]:
+            pass  # the citizen's check-in has not reached signaling yet
         await pro.send_str(json.dumps({"type": "admit", "appointment_id": "apt_med"}))
         offer = await receive_until(pro, "offer")
         answer = await professional.answer(offer["sdp"])

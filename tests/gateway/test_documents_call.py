@@ -183,6 +183,8 @@ async def a_call(world: World, cabin: Cabin) -> Adviser:
     """cabin-2's energy appointment: checked in, admitted, answered; the documents channel open."""
     await cabin.gateway.check_in("apt_other")
     pro = await world.professional(world.other)
+    while not (await receive_until(pro, "room"))["citizen_present"]:
+        pass  # the citizen's check-in has not reached signaling yet
     await pro.send_str(json.dumps({"type": "admit", "appointment_id": "apt_other"}))
     offer = await receive_until(pro, "offer")
     adviser = Adviser()
