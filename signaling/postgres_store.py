@@ -16,7 +16,7 @@ from typing import Any, Final
 import psycopg
 from psycopg.rows import dict_row
 
-from signaling.sql_store import Migration, SqlStore, _text, postgres_ddl
+from signaling.sql_store import Migration, SqlStore, _text, newer_schema, postgres_ddl
 from signaling.sqlite_store import MIGRATIONS
 from signaling.store import StoreError
 
@@ -87,20 +87,10 @@ class PostgresStore(SqlStore):
         except psycopg.Error as exc:
             raise StoreError(f"cannot open the database {redacted(url)}: {exc}".strip()) from None
         if current > len(migrations):
-            raise StoreError(
-                f"the database schema is version {current}, newer than this Cabine knows ({len(migrations)}): "
-                "upgrade Cabine, or open another database"
-            )
+            raise newer_schema(current, len(migrations))
 
     def __enter__(self) -> PostgresStore:
         return self
-
-    def close(self) -> None:
-        """Close the connection; safe to call twice."""
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
 
     @property
     def schema_version(self) -> int:
@@ -154,10 +144,7 @@ def migrate(connection: psycopg.Connection[Any], migrations: Sequence[Migration]
         row = connection.execute("SELECT max(version) AS version FROM schema_version").fetchone()
         current = int((row or {}).get("version") or 0)
         if current > len(migrations):
-            raise StoreError(
-                f"the database schema is version {current}, newer than this Cabine knows ({len(migrations)}): "
-                "upgrade Cabine, or open another database"
-            )
+            raise newer_schema(current, len(migrations))
         for migration in migrations[current:]:
             for statement in migration.statements:
                 connection.execute(postgres_ddl(statement))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 from signaling.cabin_settings import SettingsVersion
 from signaling.models import Appointment, AuditAction, AuditEvent, Cabin, ModelError, NotFound
 from signaling.protocol import AppointmentKind
-from signaling.store import DuplicateId, Overlap, UnknownCabin
+from signaling.store import DuplicateId, Overlap, StoreError, UnknownCabin
 
 # A result row, read by column name (sqlite3.Row, or psycopg's dict rows).
 Row = Mapping[str, Any]
@@ -40,6 +41,14 @@ class Migration:
     version: int
     description: str
     statements: tuple[str, ...]
+
+
+def newer_schema(current: int, known: int) -> StoreError:
+    """The refusal of a database made by a newer Cabine."""
+    return StoreError(
+        f"the database schema is version {current}, newer than this Cabine knows ({known}): "
+        "upgrade Cabine, or open another database"
+    )
 
 
 def postgres_ddl(statement: str) -> str:
@@ -124,6 +133,9 @@ class SqlStore:
     """`signaling.store.Store` in SQL; an engine gives `_transaction`, `_locked`, `_run` and `_lock_cabin`."""
 
     path: str
+    # The engine's connection (None once closed) and the lock its users take turns on.
+    _connection: Any
+    _lock: threading.Lock
 
     def __enter__(self) -> Any:
         return self
@@ -132,7 +144,11 @@ class SqlStore:
         self.close()
 
     def close(self) -> None:
-        raise NotImplementedError
+        """Close the database; safe to call twice."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[Any]:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from signaling.sql_store import Migration, SqlStore, _text
+from signaling.sql_store import Migration, SqlStore, _text, newer_schema
 from signaling.store import StoreError
 
 __all__ = ["MIGRATIONS", "Migration", "SQLiteStore", "migrate", "schema_version"]
@@ -121,10 +121,7 @@ def migrate(connection: sqlite3.Connection, migrations: Sequence[Migration], *, 
         connection.execute(_SCHEMA_VERSION_TABLE)
         current = schema_version(connection)
         if current > len(migrations):
-            raise StoreError(
-                f"the database schema is version {current}, newer than this Cabine knows ({len(migrations)}): "
-                "upgrade Cabine, or open another database"
-            )
+            raise newer_schema(current, len(migrations))
         for migration in migrations[current:]:
             for statement in migration.statements:
                 connection.execute(statement)
@@ -208,20 +205,10 @@ class SQLiteStore(SqlStore):
         finally:
             connection.close()
         if current > len(migrations):
-            raise StoreError(
-                f"the database schema is version {current}, newer than this Cabine knows ({len(migrations)}): "
-                "upgrade Cabine, or open another database"
-            )
+            raise newer_schema(current, len(migrations))
 
     def __enter__(self) -> SQLiteStore:
         return self
-
-    def close(self) -> None:
-        """Close the database; safe to call twice."""
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
 
     @property
     def schema_version(self) -> int:
