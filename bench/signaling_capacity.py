@@ -10,6 +10,11 @@ time), and 200 probe joins, one at a time, of a professional leaving and re-join
 
     python bench/signaling_capacity.py                    # 100, 500 and 1,000 rooms
     python bench/signaling_capacity.py --levels 100 2000  # other levels
+    python bench/signaling_capacity.py --trace-memory     # and where the server's memory goes, at each level
+
+With --trace-memory the server traces Python's allocations (tracemalloc: slower, and the figures above then count
+its cost too) and reports at each level the traced total by file, beside its RSS: what RSS holds beyond the traced
+total is native memory (OpenSSL's per-connection state, the allocator's).
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 import ssl
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -88,11 +95,28 @@ async def _serve(data: Path, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if os.environ.get(TRACE_ENV) == "1":
+        tracemalloc.start(1)
+        loop.add_signal_handler(signal.SIGUSR1, _memory_report)
     with SQLiteStore.open(data / "cabine.sqlite") as store:
         config = ServerConfig(signer=signer, store=store, public_url=f"https://127.0.0.1:{port}", auto_admit=True)
         async with serve(config, "127.0.0.1", port, certs.server_context()):
             print("signaling ready", flush=True)
             await stop.wait()
+
+
+TRACE_ENV = "CABINE_BENCH_TRACE_MEMORY"
+
+
+def _memory_report() -> None:
+    """Print (lines starting with MEM) the traced Python memory by file, largest first."""
+    snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+    stats = snapshot.statistics("filename")
+    total = sum(stat.size for stat in stats)
+    print(f"MEM traced {total / 2**20:.1f} MiB in {sum(s.count for s in stats)} blocks", flush=True)
+    for stat in stats[:12]:
+        where = stat.traceback[0].filename.split("site-packages/")[-1].split("/work/main/")[-1]
+        print(f"MEM {stat.size / 2**20:8.1f} MiB {stat.count:9d} blocks  {where}", flush=True)
 
 
 # --- the clients --------------------------------------------------------------------------------------------------
@@ -158,7 +182,8 @@ class Load:
 
 
 @contextlib.asynccontextmanager
-async def server_process(data: Path, port: int) -> AsyncIterator[int]:
+async def server_process(data: Path, port: int, *, trace: bool = False) -> AsyncIterator[int]:
+    env = common.subprocess_env() | ({TRACE_ENV: "1"} if trace else {})
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(SCRIPT),
@@ -168,7 +193,7 @@ async def server_process(data: Path, port: int) -> AsyncIterator[int]:
         "--port",
         str(port),
         cwd=common.ROOT,
-        env=common.subprocess_env(),
+        env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -181,8 +206,9 @@ async def server_process(data: Path, port: int) -> AsyncIterator[int]:
 
         async def drain() -> None:
             assert proc.stdout is not None
-            while await proc.stdout.readline():
-                pass
+            while line := await proc.stdout.readline():
+                if line.startswith(b"MEM "):
+                    print("  server " + line.decode().rstrip(), flush=True)
 
         drainer = asyncio.create_task(drain())
         yield proc.pid
@@ -209,7 +235,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         port = common.free_port()
         connector = aiohttp.TCPConnector(limit=0)
         async with (
-            server_process(data, port) as pid,
+            server_process(data, port, trace=args.trace_memory) as pid,
             aiohttp.ClientSession(connector=connector) as session,
         ):
             load = Load(session, f"wss://127.0.0.1:{port}", tls)
@@ -253,6 +279,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         "server_rss_mib": common.rss_kib(pid) / 1024,
                     }
                     results["levels"][str(level)] = entry
+                    if args.trace_memory:
+                        os.kill(pid, signal.SIGUSR1)
                     p = entry["probe_join_ms"]
                     print(
                         f"{level:5d} rooms: probe join p50 {p['p50']:.1f} ms p99 {p['p99']:.1f} ms, "
@@ -269,6 +297,7 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[100, 500, 1000], help="room counts")
     parser.add_argument("--probes", type=int, default=200, help="timed re-joins per level (default 200)")
     parser.add_argument("--idle", type=float, default=5, help="seconds of idle CPU measured per level")
+    parser.add_argument("--trace-memory", action="store_true", help="report where the server's memory goes")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
