@@ -23,7 +23,6 @@ import os
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ import common
 import numpy as np
 
 from cabine.demo.run import DemoOptions, run_demo
+from gateway.documents.photo import encode_jpeg
 from signaling.protocol import AppointmentKind
 from tests.cups import PrivateCups
 from tests.kiosk.test_cabin_screen_browser import in_call
@@ -44,12 +44,7 @@ def noise_jpeg(seed: int, width: int = 1240, height: int = 1754, quality: int = 
     """A page-sized JPEG that compresses like a scan (noise over paper grey), different for every seed."""
     rng = np.random.default_rng(seed)
     pixels = (rng.normal(200, 40, (height, width, 3))).clip(0, 255).astype(np.uint8)
-    frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="yuvj420p")
-    codec = av.CodecContext.create("mjpeg", "w")
-    codec.width, codec.height, codec.pix_fmt = width, height, "yuvj420p"
-    codec.time_base = Fraction(1, 1)
-    codec.options = {"qmin": str(quality), "qmax": str(quality)}
-    return b"".join(bytes(p) for p in [*codec.encode(frame), *codec.encode(None)])
+    return encode_jpeg(av.VideoFrame.from_ndarray(pixels, format="rgb24"), quality=quality)
 
 
 def image_pdf(images: list[tuple[bytes, int, int]]) -> bytes:

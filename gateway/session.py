@@ -270,6 +270,15 @@ class CallSession(AsyncResource):
             text += " via turn/" + ("tcp" if type(inner).__name__.startswith("TurnClientTcp") else "udp")
         return text
 
+    def _tap_encoded(
+        self, transceiver: RTCRtpTransceiver, on_encoded: Callable[..., None], what: str
+    ) -> EncodedRelay | None:
+        """A relay for a video the cabin receives, fed still encoded by `on_encoded` (None: the tap is not there),
+        asking the professional's browser for a keyframe when a viewer needs one."""
+        receiver = transceiver.receiver
+        relay = EncodedRelay(keyframe_source=lambda: request_keyframe(receiver), label=f"{self.label} {what}")
+        return relay if tap_receiver(receiver, on_encoded) else None
+
     async def create_offer(self) -> str:
         """Add the cabin's tracks (and the vitals channel for medical calls) and return the offer's SDP."""
         video = self._sources.video if self.video else None
@@ -296,12 +305,7 @@ class CallSession(AsyncResource):
         if self.video:
             video_transceiver = self._pc.addTransceiver(video if video is not None else "video", direction="sendrecv")
             self._video_transceiver = video_transceiver
-            receiver = video_transceiver.receiver
-            encoded = EncodedRelay(
-                keyframe_source=lambda: request_keyframe(receiver), label=f"{self.label} remote video"
-            )
-            if tap_receiver(receiver, self._on_encoded_video):
-                self.remote_video = encoded
+            self.remote_video = self._tap_encoded(video_transceiver, self._on_encoded_video, "remote video")
             if video is None:
                 video_transceiver.direction = "recvonly"
             own_stream(video_transceiver)
@@ -310,12 +314,7 @@ class CallSession(AsyncResource):
         if self.video and self._self_view:
             screen = self._pc.addTransceiver("video", direction="recvonly")
             self._screen_transceiver = screen
-            screen_receiver = screen.receiver
-            shared = EncodedRelay(
-                keyframe_source=lambda: request_keyframe(screen_receiver), label=f"{self.label} shared screen"
-            )
-            if tap_receiver(screen_receiver, self._on_encoded_screen):
-                self.remote_screen = shared
+            self.remote_screen = self._tap_encoded(screen, self._on_encoded_screen, "shared screen")
             if self._video_codec is not None:
                 prefer_video_codec(screen, self._video_codec)
         if self._outbox is not None:

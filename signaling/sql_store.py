@@ -185,10 +185,10 @@ class SqlStore:
             Overlap: a booked appointment of the same cabin overlaps it.
         """
         with self._transaction() as connection:
-            self._lock_cabin(connection, appointment.cabin_id)
+            known = self._lock_cabin(connection, appointment.cabin_id)
             if self._run(connection, "SELECT 1 FROM appointments WHERE id = ?", (appointment.id,)).fetchone():
                 raise DuplicateId(f"appointment {appointment.id!r} already exists")
-            if not self._run(connection, "SELECT 1 FROM cabins WHERE id = ?", (appointment.cabin_id,)).fetchone():
+            if not known:
                 raise UnknownCabin(f"no cabin {appointment.cabin_id!r}: add the cabin before booking it")
             if not appointment.cancelled:
                 clash = self._run(

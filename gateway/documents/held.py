@@ -37,11 +37,6 @@ class DocumentRequest:
     sent_as: str | None = None
     received: bool = False
 
-    @property
-    def open(self) -> bool:
-        """Still waiting on the citizen (or on the scanner or camera)."""
-        return self.state in (RequestState.SHOWN, RequestState.CAPTURING, RequestState.CAPTURED, RequestState.FAILED)
-
     def forget_image(self) -> None:
         self.image, self.mime = None, ""
 

@@ -60,7 +60,8 @@ class SimulatedRoom:
         self._tail = np.zeros(self._response.size - 1)
         self._mono = _Mono()
         delay = int(settings.playout_delay * RATE)
-        self._speaker: collections.deque[float] = collections.deque([0.0] * delay)
+        # What the loudspeaker has yet to play, oldest first: the playout delay's silence, then the voice.
+        self._speaker = np.zeros(delay)
         self._delay = delay
         self._starved = False
         cycle = int(settings.cycle * RATE)
@@ -83,18 +84,17 @@ class SimulatedRoom:
         """The loudspeaker gets this frame of the professional's voice (it plays it after the playout delay)."""
         if self._starved:
             # As a jitter buffer does after running dry: wait the playout delay again before playing.
-            self._speaker.extend([0.0] * self._delay)
+            self._speaker = np.zeros(self._delay)
             self._starved = False
-        self._speaker.extend(signals.from_int16(self._mono.samples(frame)))
-        while len(self._speaker) > self._delay + MAX_BACKLOG:
-            self._speaker.popleft()
+        played = np.concatenate([self._speaker, signals.from_int16(self._mono.samples(frame))])
+        self._speaker = played[-(self._delay + MAX_BACKLOG) :]
 
     def capture(self, n: int = FRAME) -> NDArray[np.float64]:
         """The next `n` samples (at most FRAME) the microphone hears."""
-        available = min(n, len(self._speaker))
+        available = min(n, self._speaker.size)
         played = np.zeros(n)
-        if available:
-            played[:available] = [self._speaker.popleft() for _ in range(available)]
+        played[:available] = self._speaker[:available]
+        self._speaker = self._speaker[available:]
         if available < n:
             self.underruns += 1
             self._starved = True
