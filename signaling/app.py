@@ -13,12 +13,24 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 from aiohttp.web_request import BaseRequest
 
+from signaling.cluster import Cluster
 from signaling.config import ServerConfig
 from signaling.forwarding import forwarded_client
 from signaling.http import alerts, appointments, cabin_config, cabins, fleet, health, pages, rest
 from signaling.hub import Hub
-from signaling.keys import CLIENT_ADDRESS, CONFIG, HUB, ON_APPOINTMENT_CREATED, ON_CABIN_DISABLED, ON_CANCEL, STORE
-from signaling.ws import websocket
+from signaling.keys import (
+    CLIENT_ADDRESS,
+    CLUSTER,
+    CONFIG,
+    HUB,
+    ON_APPOINTMENT_CREATED,
+    ON_CABIN_DISABLED,
+    ON_CANCEL,
+    STORE,
+)
+from signaling.node_link import RemoteSocket
+from signaling.protocol import CloseCode, Role
+from signaling.ws import serve_socket, websocket
 
 log = logging.getLogger("cabine.signaling")
 
@@ -76,6 +88,8 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
         # forget the rooms of appointments that are over.
         while True:
             await asyncio.sleep(interval)
+            if hub.cluster is not None and not hub.cluster.is_room_node:
+                continue  # a door has no rooms, and must not tell the fleet's alerts or endings a second time
             try:
                 await hub.housekeeping()
             except Exception:
@@ -103,9 +117,70 @@ async def audited_middleware(request: web.Request, handler: Handler) -> web.Stre
         await request.app[STORE].flush()
 
 
+async def _cluster(app: web.Application) -> AsyncIterator[None]:
+    """With --redis: this node joins the cluster; clients carried from other nodes are served here while this node
+    runs the rooms, and every connection is dropped (to come back) when another node takes over."""
+    config, hub = app[CONFIG], app[HUB]
+    if config.redis_url is None:
+        yield
+        return
+    serving: set[asyncio.Task[None]] = set()
+
+    def on_remote(socket: RemoteSocket) -> None:
+        try:
+            role = Role(socket.role)
+        except ValueError:
+            socket.end()
+            return
+        task = asyncio.create_task(serve_socket(hub, socket, role, socket.peer), name="remote-client")
+        serving.add(task)
+        task.add_done_callback(serving.discard)
+
+    async def on_room_node(mine: bool) -> None:
+        if mine:
+            hub.taking_over()
+        else:
+            await hub.drop_all(CloseCode.SERVICE_RESTART, "signaling node changed, connect again")
+
+    async with Cluster(config.redis_url) as cluster:
+        cluster.on_remote = on_remote
+        cluster.on_room_node = on_room_node
+        hub.cluster = cluster
+        app[CLUSTER] = cluster
+        try:
+            yield
+        finally:
+            await hub.drop_all(CloseCode.GOING_AWAY, "server shutting down")
+            hub.cluster = None
+    for task in list(serving):
+        task.cancel()
+    for task in list(serving):
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@web.middleware
+async def room_node_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """In a cluster, the operators' and booking systems' API is answered by the node that runs the rooms (the load
+    balancer sends it there; a request that reaches another node is told to try again)."""
+    cluster = request.app[HUB].cluster
+    if cluster is None or cluster.is_room_node or not request.path.startswith(_ROOM_NODE_PATHS):
+        return await handler(request)
+    return web.json_response(
+        {"error": "this signaling node does not run the rooms now; try again (the load balancer knows which does)"},
+        status=503,
+        headers={"Retry-After": "1"},
+    )
+
+
+# What only the room node answers: the REST API (the live state it reads and changes is there).
+_ROOM_NODE_PATHS = ("/api/",)
+
+
 def create_app(config: ServerConfig) -> web.Application:
     app = web.Application(
-        middlewares=[errors_middleware, forwarded_middleware, audited_middleware], client_max_size=64 * 1024
+        middlewares=[errors_middleware, forwarded_middleware, room_node_middleware, audited_middleware],
+        client_max_size=64 * 1024,
     )
     app[CONFIG] = config
     hub = Hub(config)
@@ -115,6 +190,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[ON_CABIN_DISABLED] = hub.cabin_disabled
     app[ON_APPOINTMENT_CREATED] = hub.appointment_created
     app.cleanup_ctx.append(_housekeeping)
+    app.cleanup_ctx.append(_cluster)
     pages.add_routes(app)
     health.add_routes(app)
     app.router.add_get("/ws/{role}", websocket)

@@ -63,6 +63,11 @@ class ServerConfig:
     device_missing_after: timedelta = timedelta(minutes=10)
     # Booking systems told of appointment events and cabin alerts (signed POSTs; see signaling/webhooks.py).
     webhooks: tuple[WebhookTarget, ...] = ()
+    # Several nodes on one Redis (signaling/cluster.py); None: one process, its live state in its memory.
+    redis_url: str | None = None
+    # An address refused this many times in a minute (links, cabin proofs, enrollment codes) is turned away until
+    # the minute is over.
+    refusals_per_minute: int = 100
 
     def operator_key_ok(self, key: str) -> bool:
         digest = hash_api_key(key)

@@ -9,17 +9,21 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from signaling.models import Appointment
+from signaling.node_link import RemoteSocket
 from signaling.protocol import Error, Message, Role, dump
 from signaling.ratelimit import TokenBucket
 
 log = logging.getLogger("cabine.signaling")
+
+# A client's WebSocket: connected to this node, or carried from another node of the cluster.
+Socket = web.WebSocketResponse | RemoteSocket
 
 
 @dataclass(eq=False, slots=True)
 class Client:
     """One authenticated WebSocket: a professional in one appointment, or a cabin."""
 
-    ws: web.WebSocketResponse
+    ws: Socket
     role: Role
     subject: str  # appointment id for a professional, cabin id for a cabin
     peer: str  # the client's address (behind a trusted proxy: the forwarded one)
@@ -41,7 +45,7 @@ def _close_reason(text: str) -> bytes:
     return text.encode()[:123]
 
 
-async def refuse(ws: web.WebSocketResponse, code: int, message: str) -> None:
+async def refuse(ws: Socket, code: int, message: str) -> None:
     """Say why in an error message, then close with the matching code."""
     if ws.closed:
         return

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -19,10 +20,12 @@ from signaling.alerts import Alert, AlertBook, AlertKind
 from signaling.async_store import AsyncStore
 from signaling.bookings import AppointmentLedger, Event
 from signaling.cabin_auth import ReplayCache
+from signaling.cluster import Cluster
 from signaling.config import ServerConfig
 from signaling.connection import Client, refuse
 from signaling.errors import SignalingError
 from signaling.fleet import BATTERY_LOW_PERCENT, Condition, Fleet
+from signaling.limits import RefusalWindow
 from signaling.metrics import FleetCollector, Metrics
 from signaling.models import Appointment, AuditAction, AuditEvent
 from signaling.protocol import (
@@ -119,6 +122,34 @@ class Hub:
         # The store, off the event loop: its calls run on a thread of their own.
         self.store = AsyncStore(config.store)
         self.closing = False
+        # Several nodes: the cluster this node is part of (set while the app runs with --redis).
+        self.cluster: Cluster | None = None
+        self._refusals = RefusalWindow()
+
+    def taking_over(self) -> None:
+        """This node now runs a cluster's rooms: cabins are watched, and endings told, from now on (the previous room
+        node told what came before; the cabins are on their way back)."""
+        now = self.config.clock()
+        self.fleet.started_at = now
+        self.bookings.checked_until = now
+        self.notify()
+
+    # --- addresses that keep guessing ------------------------------------------------------------------------
+
+    async def refused(self, address: str) -> None:
+        """Count a refused attempt (a wrong link, a forged proof, a wrong enrollment code) from `address`."""
+        if self.cluster is not None:
+            await self.cluster.count(f"refused:{address}", 60.0)
+        else:
+            self._refusals.add(address, time.monotonic())
+
+    async def turned_away(self, address: str) -> bool:
+        """Whether `address` was refused too often in the last minute to be heard now."""
+        if self.cluster is not None:
+            count = await self.cluster.peek(f"refused:{address}")
+        else:
+            count = self._refusals.count(address, time.monotonic())
+        return count >= self.config.refusals_per_minute
 
     def notify(self) -> None:
         """Something the dashboard shows changed: wake its live views."""
@@ -593,7 +624,11 @@ class Hub:
 
     async def close_all(self) -> None:
         self.closing = True
+        await self.drop_all(CloseCode.GOING_AWAY, "server shutting down")
+
+    async def drop_all(self, code: CloseCode, reason: str) -> None:
+        """Close every connection (shutting down, or another node now runs the rooms: clients connect again)."""
         for pending in list(self._pending.values()):
             self.cabin_gone(pending.asked)
         for client in self.rooms.connections():
-            await client.ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")
+            await client.ws.close(code=code, message=reason.encode())

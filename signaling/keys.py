@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from signaling.async_store import AsyncStore
+from signaling.cluster import Cluster
 from signaling.config import ServerConfig
 from signaling.hub import Hub
 
@@ -16,6 +17,8 @@ Hook = Callable[[str], Awaitable[None]]
 CONFIG: web.AppKey[ServerConfig] = web.AppKey("config", ServerConfig)
 # The live state: rooms, connected cabins, alerts, self-test reports.
 HUB: web.AppKey[Hub] = web.AppKey("hub", Hub)
+# With --redis: this node's part in the cluster (absent for one process).
+CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)
 # The store, off the event loop (the hub's).
 STORE: web.AppKey[AsyncStore] = web.AppKey("store", AsyncStore)
 # Awaited with the appointment id after a cancellation: end its call and turn its professional away.

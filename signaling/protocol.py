@@ -28,6 +28,9 @@ class CloseCode(enum.IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    # The signaling node changed (a cluster's room node): connect again, the call goes on.
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
     PROTOCOL_ERROR = 4400
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403

@@ -46,6 +46,8 @@ class Slot:
     ends_at: datetime
     # Admitted before (kept by the store): a room rebuilt after a restart of signaling starts admitted.
     admitted: bool = False
+    # The citizen checked in, as a previous room node of a cluster saw it.
+    citizen_present: bool = False
 
 
 @dataclass(slots=True)
@@ -104,7 +106,14 @@ class Rooms(Generic[C]):
     def _room(self, slot: Slot) -> Room[C]:
         room = self._rooms.get(slot.appointment_id)
         if room is None:
-            room = Room(slot.appointment_id, slot.cabin_id, slot.kind, slot.ends_at, admitted=slot.admitted)
+            room = Room(
+                slot.appointment_id,
+                slot.cabin_id,
+                slot.kind,
+                slot.ends_at,
+                citizen_present=slot.citizen_present,
+                admitted=slot.admitted,
+            )
             self._rooms[slot.appointment_id] = room
         return room
 

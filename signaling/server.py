@@ -23,7 +23,7 @@ from aiohttp import web
 from signaling.app import RedactingAccessLogger, create_app
 from signaling.config import ServerConfig
 from signaling.errors import SignalingError
-from signaling.tls import write_private
+from signaling.tls import write_private_once
 from signaling.tokens import TokenSigner
 
 
@@ -140,15 +140,11 @@ def load_or_create_signer(path: Path) -> TokenSigner:
     """The server's link-signing key, created on first run (mode 0600, git-ignored)."""
     if path.exists():
         return TokenSigner.from_pem(path.read_bytes())
-    signer = TokenSigner.generate()
-    write_private(path, signer.private_pem())
-    return signer
+    return TokenSigner.from_pem(write_private_once(path, TokenSigner.generate().private_pem()))
 
 
 def load_or_create_operator_key(path: Path) -> str:
     """The operator's API key, created on first run (mode 0600): the CLI reads the same file."""
     if path.exists():
         return path.read_text().strip()
-    key = secrets.token_urlsafe(32)
-    write_private(path, key.encode() + b"\n")
-    return key
+    return write_private_once(path, secrets.token_urlsafe(32).encode() + b"\n").decode().strip()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,21 @@ def write_private(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
         os.fchmod(f.fileno(), 0o600)
         f.write(data)
+
+
+def write_private_once(path: Path, data: bytes) -> bytes:
+    """Write a secret unless the file exists, atomically: of several processes starting at once (the nodes of a
+    cluster sharing a data directory), one writes it and every one gets what is there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    write_private(draft, data)
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        return path.read_bytes()
+    finally:
+        draft.unlink()
+    return data
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

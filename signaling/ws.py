@@ -5,13 +5,16 @@ The live state and what to tell whom is the Hub's (signaling/hub.py); this modul
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 
 from aiohttp import WSMsgType, web
 
 from signaling.cabin_auth import TooManyProofs, claimed_cabin, verify_cabin_proof
-from signaling.connection import Client, refuse
+from signaling.cluster import Cluster
+from signaling.connection import Client, Socket, refuse
 from signaling.hub import Hub, server_time
 from signaling.keys import CONFIG, HUB
 from signaling.models import Appointment, AuditAction
@@ -47,6 +50,11 @@ from signaling.tokens import TokenError, TokenRefusal, fingerprint, peek_role
 
 log = logging.getLogger("cabine.signaling")
 
+# Refusals that are guesses, not honest mistakes (an expired or cancelled link is not counted).
+_GUESSES = frozenset(
+    (TokenRefusal.MALFORMED, TokenRefusal.BAD_SIGNATURE, TokenRefusal.UNKNOWN_CABIN, TokenRefusal.REPLAYED)
+)
+
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     """GET /ws/{role}: a professional's page or a cabin's gateway."""
@@ -60,8 +68,22 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     hub = request.app[HUB]
     peer = request.remote or "?"
+    cluster = hub.cluster
+    if cluster is not None and not cluster.is_room_node:
+        await _carry(hub, cluster, ws, role, peer)
+    else:
+        await serve_socket(hub, ws, role, peer)
+    return ws
+
+
+async def serve_socket(hub: Hub, ws: Socket, role: Role, peer: str) -> None:
+    """Authenticate and serve one client, connected here or carried by another node (a RemoteSocket)."""
     client: Client | None = None
     try:
+        if await hub.turned_away(peer):
+            log.warning("turned away a %s from %s: too many refusals in the last minute", role.value, peer)
+            await refuse(ws, CloseCode.RATE_LIMITED, "too many refused attempts from this address; wait a minute")
+            return
         client = await _authenticate(hub, ws, role, peer)
         if client is not None:
             await _serve(hub, client)
@@ -70,10 +92,56 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             await _leave(hub, client)
         if not ws.closed:
             await ws.close()
-    return ws
 
 
-async def _hello(hub: Hub, ws: web.WebSocketResponse) -> Hello | None:
+async def _carry(hub: Hub, cluster: Cluster, ws: web.WebSocketResponse, role: Role, peer: str) -> None:
+    """This node is a door: carry the client to the room node, both ways, until either end closes."""
+    link = cluster.open_door(role.value, peer)
+    if link is None:
+        await refuse(ws, CloseCode.TRY_AGAIN_LATER, "no signaling node runs the rooms yet; connect again")
+        return
+    config = hub.config
+    bucket = TokenBucket(config.rate_burst, config.rate_per_second)
+
+    async def from_client() -> None:
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    if not bucket.take(time.monotonic()):
+                        log.warning("door: too many messages from %s, closing", peer)
+                        link.lost(CloseCode.RATE_LIMITED, "too many messages")
+                        return
+                    cluster.send(link, {"text": msg.data})
+                elif msg.type is WSMsgType.BINARY:
+                    cluster.send(link, {"binary": True})
+                else:
+                    return
+        finally:
+            link.outgoing.put_nowait(("gone", None))
+
+    reader = asyncio.create_task(from_client(), name="door-reader")
+    try:
+        while True:
+            kind, value = await link.outgoing.get()
+            if kind == "text":
+                with contextlib.suppress(ConnectionError):
+                    await ws.send_str(value)
+            elif kind == "close":
+                code, reason = value
+                await ws.close(code=code, message=reason.encode()[:123])
+                break
+            else:
+                break
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        cluster.close_door(link)
+        if not ws.closed:
+            await ws.close()
+
+
+async def _hello(hub: Hub, ws: Socket) -> Hello | None:
     try:
         msg = await ws.receive(timeout=hub.config.hello_timeout)
     except TimeoutError:
@@ -95,17 +163,17 @@ async def _hello(hub: Hub, ws: web.WebSocketResponse) -> Hello | None:
     return hello
 
 
-async def _refuse_token(
-    hub: Hub, ws: web.WebSocketResponse, role: Role, peer: str, token: str, exc: TokenError
-) -> None:
+async def _refuse_token(hub: Hub, ws: Socket, role: Role, peer: str, token: str, exc: TokenError) -> None:
     code = CloseCode.UNAUTHORIZED if exc.status == 401 else CloseCode.FORBIDDEN
     log.info("refused %s from %s: %s (token %s)", role, peer, exc.reason, fingerprint(token))
+    if exc.reason in _GUESSES:
+        await hub.refused(peer)
     hub.audit(AuditAction.REFUSED, role.value, address=peer, detail=exc.reason.value)
     hub.metrics.refusals.labels(role=role.value, reason=exc.reason.value).inc()
     await refuse(ws, code, str(exc))
 
 
-async def _authenticate(hub: Hub, ws: web.WebSocketResponse, role: Role, peer: str) -> Client | None:
+async def _authenticate(hub: Hub, ws: Socket, role: Role, peer: str) -> Client | None:
     hello = await _hello(hub, ws)
     if hello is None:
         return None
@@ -155,7 +223,7 @@ async def _admit_professional(hub: Hub, client: Client, token: str) -> Client | 
     client.appointment = appointment
     client.label = f"apt {appointment.id[:12]}"
     try:
-        room = rooms.attach_professional(_slot(appointment), client)
+        room = rooms.attach_professional(await _slot(hub, appointment), client)
     except RoomError as exc:
         log.info("%s: refused a second professional from %s", client.label, client.peer)
         hub.audit(
@@ -254,9 +322,19 @@ class _Refusal(Exception):
         self.code = code
 
 
-def _slot(appointment: Appointment) -> Slot:
+async def _slot(hub: Hub, appointment: Appointment) -> Slot:
+    """What the room needs of its appointment; in a cluster, with whether the citizen checked in on a previous room
+    node (the cabin says it again when it reconnects, but the professional may be back first)."""
+    present = False
+    if hub.cluster is not None and hub.rooms.room(appointment.id) is None:
+        present = await hub.cluster.recall_presence(appointment.id)
     return Slot(
-        appointment.id, appointment.cabin_id, appointment.kind, appointment.ends_at, appointment.admitted_at is not None
+        appointment.id,
+        appointment.cabin_id,
+        appointment.kind,
+        appointment.ends_at,
+        appointment.admitted_at is not None,
+        citizen_present=present,
     )
 
 
@@ -300,7 +378,10 @@ async def _dispatch(hub: Hub, client: Client, message: Message) -> None:
         if message.present and not appointment.is_open(hub.config.clock()):
             await client.send(Error(code=CloseCode.FORBIDDEN, message="this appointment is not open now"))
             return
-        room = rooms.set_presence(_slot(appointment), message.present, client)
+        room = rooms.set_presence(await _slot(hub, appointment), message.present, client)
+        if hub.cluster is not None:
+            until = appointment.ends_at + hub.config.overtime
+            await hub.cluster.remember_presence(appointment.id, message.present, until)
         # Every admission is written to the store, so the appointment just read says whether there is one to end.
         if not message.present and appointment.admitted_at is not None:
             # The next person in the cabin must be admitted anew, even after a restart of signaling.

@@ -49,6 +49,12 @@ def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "(postgresql://user:password@host:5432/cabine; the password may also come from ~/.pgpass or PGPASSWORD)",
     )
     parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="run as one node of several sharing this Redis (redis://host:6379/0), behind a load balancer; needs a "
+        "PostgreSQL --db and the same signing key for every node (docs/cluster.md)",
+    )
+    parser.add_argument(
         "--public-url",
         type=options.public_url,
         help="URL professionals reach, used in links (default https://HOST:PORT)",
@@ -148,6 +154,7 @@ class _Plan:
     turn: TurnSettings | None
     relay_only: bool
     webhooks: tuple[WebhookTarget, ...]
+    redis: str | None
 
 
 def _url_host(host: str) -> str:
@@ -248,6 +255,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
             check_store(db)
         except StoreError as exc:
             raise UsageError(str(exc)) from None
+    if args.redis is not None:
+        _check_redis(args.redis, db)
     scheme = "http" if plain else "https"
     return _Plan(
         host=args.host,
@@ -263,7 +272,24 @@ def _plan(args: argparse.Namespace) -> _Plan:
         turn=turn,
         relay_only=args.relay_only,
         webhooks=_webhooks(args),
+        redis=args.redis,
     )
+
+
+def _check_redis(url: str, db: str | Path) -> None:
+    """Raises: UsageError: not a Redis URL, Redis unreachable, or a database the other nodes cannot share."""
+    from signaling.cluster import ClusterError, check_redis, redacted
+
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise UsageError(f"--redis {redacted(url)}: expected redis://HOST:PORT/DB, rediss://… or unix://PATH")
+    if not is_postgres(str(db)):
+        raise UsageError(
+            "--redis runs several nodes on one database: it needs --db postgresql://… (SQLite is one process's)"
+        )
+    try:
+        asyncio.run(check_redis(url))
+    except ClusterError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _webhooks(args: argparse.Namespace) -> tuple[WebhookTarget, ...]:
@@ -334,6 +360,7 @@ async def _run(plan: _Plan, listener: Listener) -> int:
             ice_policy=IcePolicy.RELAY if plan.relay_only else IcePolicy.ALL,
             trusted_proxies=plan.trusted_proxies,
             webhooks=plan.webhooks,
+            redis_url=plan.redis,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -341,6 +368,10 @@ async def _run(plan: _Plan, listener: Listener) -> int:
             loop.add_signal_handler(sig, stop.set)
         async with serve(config, plan.host, plan.port, context, listener=listener):
             print(f"Cabine signaling on {plan.public_url} (database {describe(plan.db)})")
+            if plan.redis is not None:
+                from signaling.cluster import redacted
+
+                print(f"One node of a cluster on Redis {redacted(plan.redis)}")
             if plan.behind_proxy:
                 proxies = ", ".join(str(n) for n in plan.trusted_proxies)
                 print(f"Plain HTTP on http://{_url_host(plan.host)}:{plan.port} for the reverse proxy ({proxies})")

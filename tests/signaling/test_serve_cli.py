@@ -112,6 +112,14 @@ BAD_OPTIONS = [
         "--behind-proxy listens on loopback only (127.0.0.1 or ::1), not --host 0.0.0.0: "
         "a proxy on another machine reaches signaling over TLS (--cert/--key)",
     ),
+    (
+        ["--redis", "http://127.0.0.1:6379"],
+        "--redis http://127.0.0.1:6379: expected redis://HOST:PORT/DB, rediss://… or unix://PATH",
+    ),
+    (
+        ["--redis", "redis://127.0.0.1:1/0"],
+        "--redis runs several nodes on one database: it needs --db postgresql://… (SQLite is one process's)",
+    ),
     (["--webhook", "https://booking.example.org/hook"], "--webhook and --webhook-secret-file go together"),
     (["--webhook-event", "alert.opened"], "--webhook-event needs --webhook"),
     (
