@@ -11,6 +11,11 @@ time), and 200 probe joins, one at a time, of a professional leaving and re-join
     python bench/signaling_capacity.py                    # 100, 500 and 1,000 rooms
     python bench/signaling_capacity.py --levels 100 2000  # other levels
     python bench/signaling_capacity.py --trace-memory     # and where the server's memory goes, at each level
+    python bench/signaling_capacity.py --nodes 3 --levels 1000 5000 10000   # three nodes on PostgreSQL and Redis
+
+With --nodes N (N >= 2), N signaling processes share one PostgreSQL and one Redis, private servers started here
+(bench/signaling_cluster.py): the rooms' two ends on different nodes, join times at the node that runs the rooms
+and through another node (the Redis hop), memory per room over all nodes, each node's CPU and Redis's.
 
 With --trace-memory the server traces Python's allocations (tracemalloc: slower, and the figures above then count
 its cost too) and reports at each level the traced total by file, beside its RSS: what RSS holds beyond the traced
@@ -39,13 +44,14 @@ from typing import Any
 
 import aiohttp
 import common
+import signaling_cluster
 
 from gateway.identity import CabinIdentity
 from signaling.config import ServerConfig
 from signaling.links import professional_token
 from signaling.models import Appointment, Cabin
 from signaling.protocol import AppointmentKind, Hello, Presence, dump
-from signaling.server import serve
+from signaling.server import serve, settle_memory
 from signaling.sqlite_store import SQLiteStore
 from signaling.tls import ensure_development_certificate
 from signaling.tokens import TokenSigner
@@ -101,6 +107,7 @@ async def _serve(data: Path, port: int) -> None:
     with SQLiteStore.open(data / "cabine.sqlite") as store:
         config = ServerConfig(signer=signer, store=store, public_url=f"https://127.0.0.1:{port}", auto_admit=True)
         async with serve(config, "127.0.0.1", port, certs.server_context()):
+            settle_memory()
             print("signaling ready", flush=True)
             await stop.wait()
 
@@ -298,16 +305,39 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=200, help="timed re-joins per level (default 200)")
     parser.add_argument("--idle", type=float, default=5, help="seconds of idle CPU measured per level")
     parser.add_argument("--trace-memory", action="store_true", help="report where the server's memory goes")
+    parser.add_argument("--nodes", type=int, default=1, help="signaling processes on PostgreSQL and Redis (default 1)")
+    parser.add_argument(
+        "--settle", type=float, default=60, help="with --nodes: seconds between the fill and the second probes"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-node", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--redis", help=argparse.SUPPRESS)
+    parser.add_argument("--first", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--last", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ports", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.nodes < 1 or any(level < 1 for level in args.levels) or args.probes < 2:
+        parser.error("--nodes and --levels are at least 1, --probes at least 2")
     if args.serve:
         asyncio.run(_serve(args.data_dir, args.port))
         return
+    if args.serve_node:
+        asyncio.run(signaling_cluster.serve_node(args.data_dir, args.port, args.db, args.redis))
+        return
+    if args.client:
+        ports = [int(p) for p in args.ports.split(",")]
+        asyncio.run(signaling_cluster.worker(args.data_dir, args.first, args.last, ports))
+        return
     network = common.isolate_loopback()
     print(f"network: {network}")
+    if args.nodes > 1:
+        _cluster_report(args, network)
+        return
     results = asyncio.run(main_async(args))
     rows = []
     for level, e in results["levels"].items():
@@ -333,6 +363,42 @@ def main() -> None:
     results["machine"] = common.machine_info()
     results["network"] = network
     common.write_results("signaling_capacity", results)
+
+
+def _cluster_report(args: argparse.Namespace, network: str) -> None:
+    results = asyncio.run(signaling_cluster.run(args))
+    rows = []
+    for level, e in results["levels"].items():
+        d, h, f = e["probe_join_room_node_ms"], e["probe_join_through_door_ms"], e["fill_join_ms"]
+        d0, h0 = e["just_filled_join_room_node_ms"], e["just_filled_join_through_door_ms"]
+        rows.append(
+            [
+                level,
+                e["websockets"],
+                d["p50"],
+                d["p99"],
+                h["p50"],
+                h["p99"],
+                f"{d0['p99']:.1f} / {h0['p99']:.1f}",
+                f["p50"],
+                f["p99"],
+                " ".join(f"{c:.2f}" for c in e["node_cpu_cores_while_filling"]),
+                " ".join(f"{c:.3f}" for c in e["node_cpu_cores_idle"]),
+                " ".join(f"{r:.0f}" for r in e["node_rss_mib"]),
+                e["kib_per_room"],
+            ]
+        )
+    common.print_table(
+        f"Signaling on {args.nodes} nodes (PostgreSQL, Redis): join latency (ms, connect to peer-joined) at the node "
+        f"that runs the rooms and through another node, {args.settle:g} s after the fill (p99 right after it: "
+        "'just filled', room node / door)",
+        ["rooms", "sockets", "room p50", "room p99", "door p50", "door p99", "just filled p99", "fill p50",
+         "fill p99", "cpu filling", "cpu idle", "rss MiB", "KiB/room"],
+        rows,
+    )  # fmt: skip
+    results["machine"] = common.machine_info()
+    results["network"] = network
+    common.write_results(f"signaling_capacity_{args.nodes}_nodes", results)
 
 
 if __name__ == "__main__":

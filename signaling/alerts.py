@@ -102,6 +102,10 @@ class AlertBook:
         self._open: dict[tuple[str, AlertKind, str], Alert] = {}
         self._resolved: deque[Alert] = deque(maxlen=RECENTLY_RESOLVED)
 
+    def forget_open(self) -> None:
+        """Drop the open alerts (a cluster node taking over the rooms: what it knew may have been resolved since)."""
+        self._open.clear()
+
     def __len__(self) -> int:
         return len(self._open)
 

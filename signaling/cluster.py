@@ -401,7 +401,8 @@ class Cluster:
         doors = sorted({e.other for e in self._links.values() if isinstance(e, RemoteSocket)})
         try:
             async with asyncio.timeout(min(2.0, self.lease)):
-                await self._redis.set(f"{PREFIX}alive:{self.node_id}", b"1", px=lease_ms)
+                # Our own key still there means Redis did not restart since the last tick.
+                kept = await self._redis.set(f"{PREFIX}alive:{self.node_id}", b"1", px=lease_ms, get=True) is not None
                 if self.is_room_node:
                     renewed = await self._renew([ROOM_NODE_KEY], [self.node_id, lease_ms])
                     holder: str | None = self.node_id if renewed else None
@@ -411,8 +412,9 @@ class Cluster:
                     holder = _text(await self._redis.get(ROOM_NODE_KEY))
                     if holder is None:
                         self._absent += 1
-                        # One tick of patience: after a Redis restart the room node takes its lease back first.
-                        if self._absent >= 2 and await self._redis.set(
+                        # The room node died: take over at once. Redis restarted (it forgot us too): one tick of
+                        # patience, so that the room node takes its lease back first and the rooms do not move.
+                        if (kept or self._absent >= 2) and await self._redis.set(
                             ROOM_NODE_KEY, self.node_id, nx=True, px=lease_ms
                         ):
                             holder = self.node_id
@@ -449,7 +451,9 @@ class Cluster:
         if holder == before:
             return
         self.room_node = holder
-        log.warning("cluster: the room node is now %s (this node is %s)", holder, self.node_id)
+        # The first one found is news; a change is what an operator wants to see in the logs.
+        level = logging.INFO if before is None else logging.WARNING
+        log.log(level, "cluster: the room node is now %s (this node is %s)", holder, self.node_id)
         # Doors' clients were carried to the previous room node: they connect again, to reach the new one.
         for end in list(self._links.values()):
             if isinstance(end, DoorLink) or holder != self.node_id:

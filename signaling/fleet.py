@@ -122,6 +122,11 @@ class Fleet:
     def __len__(self) -> int:
         return len(self._cabins)
 
+    def restart(self, now: datetime) -> None:
+        """Watch from `now` as a server that just started (a cluster node taking over the rooms)."""
+        self.started_at = now
+        self._cabins.clear()
+
     def _life(self, cabin_id: str, now: datetime) -> CabinLife:
         life = self._cabins.pop(cabin_id, None)
         if life is None:

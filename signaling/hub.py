@@ -112,6 +112,8 @@ class Hub:
         self.snapshot: tuple[int, float, str] | None = None
         # What each cabin last said of the configuration sent from afar: (version, state, reason).
         self.config_status: dict[str, ConfigStatus] = {}
+        # The schedule last sent to each connected cabin, and which of its appointments were open then.
+        self._schedules: dict[str, tuple[Schedule, frozenset[str]]] = {}
         # Each cabin's battery threshold set from afar (the fleet's default otherwise).
         self._battery_low: dict[str, int] = {}
         self._sends: set[asyncio.Future[None]] = set()
@@ -130,7 +132,9 @@ class Hub:
         """This node now runs a cluster's rooms: cabins are watched, and endings told, from now on (the previous room
         node told what came before; the cabins are on their way back)."""
         now = self.config.clock()
-        self.fleet.started_at = now
+        self.fleet.restart(now)
+        self.alerts.forget_open()
+        self._conditions.clear()
         self.bookings.checked_until = now
         self.notify()
 
@@ -225,18 +229,46 @@ class Hub:
             )
         )
 
-    async def schedule_for(self, cabin_id: str) -> Schedule:
-        now = self.config.clock()
-        upcoming = await self.store.list_appointments(
+    async def _upcoming(self, now: datetime, cabin_id: str | None = None) -> list[Appointment]:
+        """The appointments of the cabin's schedule (of every cabin's, without `cabin_id`), in start order."""
+        return await self.store.list_appointments(
             cabin_id=cabin_id, since=now - timedelta(hours=8), until=now + SCHEDULE_HORIZON, include_cancelled=False
         )
-        return Schedule(appointments=tuple(a.info() for a in upcoming if a.ends_at > now))
+
+    @staticmethod
+    def _schedule(appointments: list[Appointment], now: datetime) -> tuple[Schedule, frozenset[str]]:
+        """A cabin's schedule from its appointments, and which of them are open now."""
+        current = [a for a in appointments if a.ends_at > now]
+        opened = frozenset(a.id for a in current if a.is_open(now))
+        return Schedule(appointments=tuple(a.info() for a in current)), opened
+
+    async def send_schedule(self, cabin: Client) -> None:
+        """Send a connected cabin its schedule now (it connected, or an appointment of its was added or cancelled)."""
+        now = self.config.clock()
+        schedule = self._schedule(await self._upcoming(now, cabin.subject), now)
+        self._schedules[cabin.subject] = schedule
+        await cabin.send(schedule[0])
 
     async def refresh_schedules(self) -> None:
-        for cabin_id in list(self.rooms.cabin_ids()):
+        """Tell each connected cabin its schedule again if it changed, or if one of its windows opened or closed.
+
+        One query for every cabin: with thousands connected, one per cabin every refresh kept the store busy for
+        seconds, and professionals' joins waited behind it.
+        """
+        connected = self.rooms.cabin_ids()
+        if not connected:
+            return
+        now = self.config.clock()
+        by_cabin: dict[str, list[Appointment]] = {}
+        for appointment in await self._upcoming(now):
+            by_cabin.setdefault(appointment.cabin_id, []).append(appointment)
+        for cabin_id in connected:
             cabin = self.rooms.cabin(cabin_id)
-            if cabin is not None:
-                await cabin.send(await self.schedule_for(cabin_id))
+            schedule = self._schedule(by_cabin.get(cabin_id, []), now)
+            if cabin is None or self._schedules.get(cabin_id) == schedule:
+                continue
+            self._schedules[cabin_id] = schedule
+            await cabin.send(schedule[0])
 
     # --- housekeeping ----------------------------------------------------------------------------------------
 
@@ -368,7 +400,7 @@ class Hub:
         cabin = self.rooms.cabin(room.cabin_id)
         if cabin is not None:
             await cabin.send(Bye(appointment_id=appointment_id, reason="cancelled"))
-            await cabin.send(await self.schedule_for(room.cabin_id))
+            await self.send_schedule(cabin)
         if room.professional is not None:
             log.info("%s: cancelled, closing the professional's connection", room.professional.label)
             await refuse(room.professional.ws, CloseCode.FORBIDDEN, reason)
@@ -384,7 +416,7 @@ class Hub:
         appointment = await self.store.get_appointment(appointment_id)
         cabin = None if appointment is None else self.rooms.cabin(appointment.cabin_id)
         if appointment is not None and cabin is not None:
-            await cabin.send(await self.schedule_for(appointment.cabin_id))
+            await self.send_schedule(cabin)
 
     async def run_selftest(self, cabin_id: str) -> ReceivedReport:
         """Ask the connected cabin for a self-test and wait (config.selftest_timeout) for its report.
@@ -582,6 +614,7 @@ class Hub:
 
     def cabin_disconnected(self, cabin_id: str) -> None:
         """The cabin's last connection ended (a replaced connection does not count)."""
+        self._schedules.pop(cabin_id, None)
         self.fleet.disconnected(cabin_id, self.config.clock())
         self._reconcile(cabin_id)
         self.notify()

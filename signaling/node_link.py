@@ -16,7 +16,9 @@ Frames, as JSON published to the other node's channel:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -129,7 +131,7 @@ class RemoteSocket(LinkEnd):
         self._incoming: asyncio.Queue[WSMessage] = asyncio.Queue()
         self._closed = False
         self._ended = False  # the client's side ended (its close, or its node gone)
-        self.clock: Callable[[], float] = asyncio.get_running_loop().time
+        self.clock: Callable[[], float] = time.monotonic
 
     # --- what the handlers use -------------------------------------------------------------------------------
 
@@ -138,16 +140,22 @@ class RemoteSocket(LinkEnd):
         return self._closed
 
     async def send_str(self, data: str) -> None:
-        if self._closed:
+        if self._closed or self._ended:
             raise ConnectionResetError("the client's connection is closed")
-        self.put({"text": data}, self.clock())
+        try:
+            self.put({"text": data}, self.clock())
+        except LinkBroken as exc:
+            # The door stopped acknowledging: the client is as good as gone.
+            self.end()
+            raise ConnectionResetError(f"the client's node does not answer: {exc}") from None
 
     async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"") -> bool:
         if self._closed:
             return False
         self._closed = True
         if not self._ended:
-            self.put({"close": [int(code), message.decode(errors="replace")]}, self.clock())
+            with contextlib.suppress(LinkBroken):
+                self.put({"close": [int(code), message.decode(errors="replace")]}, self.clock())
         self._incoming.put_nowait(_closing(int(code), ""))
         return True
 

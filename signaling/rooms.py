@@ -68,6 +68,8 @@ class Rooms(Generic[C]):
 
     _cabins: dict[str, C] = field(default_factory=dict)
     _rooms: dict[str, Room[C]] = field(default_factory=dict)
+    # Each cabin's rooms by appointment id: a cabin (re)connecting finds its own without looking at thousands.
+    _by_cabin: dict[str, dict[str, Room[C]]] = field(default_factory=dict)
 
     def connections(self) -> list[C]:
         """Every connection, each once: cabins, then professionals."""
@@ -85,7 +87,7 @@ class Rooms(Generic[C]):
         return self._rooms.get(appointment_id)
 
     def rooms_of_cabin(self, cabin_id: str) -> list[Room[C]]:
-        return [r for r in self._rooms.values() if r.cabin_id == cabin_id]
+        return list(self._by_cabin.get(cabin_id, {}).values())
 
     def state(self, room: Room[C]) -> RoomState:
         return RoomState(
@@ -115,11 +117,21 @@ class Rooms(Generic[C]):
                 admitted=slot.admitted,
             )
             self._rooms[slot.appointment_id] = room
+            self._by_cabin.setdefault(room.cabin_id, {})[room.appointment_id] = room
+        return room
+
+    def _drop(self, appointment_id: str) -> Room[C] | None:
+        room = self._rooms.pop(appointment_id, None)
+        if room is not None:
+            of_cabin = self._by_cabin.get(room.cabin_id, {})
+            of_cabin.pop(appointment_id, None)
+            if not of_cabin:
+                self._by_cabin.pop(room.cabin_id, None)
         return room
 
     def _forget_if_empty(self, room: Room[C]) -> None:
         if room.professional is None and not room.citizen_present and not room.admitted:
-            self._rooms.pop(room.appointment_id, None)
+            self._drop(room.appointment_id)
 
     # --- cabins ----------------------------------------------------------------------------------------------
 
@@ -198,7 +210,7 @@ class Rooms(Generic[C]):
 
     def end(self, appointment_id: str) -> Room[C] | None:
         """Forget a room (appointment cancelled or over); returns it so its connections can be told."""
-        return self._rooms.pop(appointment_id, None)
+        return self._drop(appointment_id)
 
     def sweep(self, now: datetime, overtime: timedelta) -> list[Room[C]]:
         """Forget the rooms whose appointment is over at `now`; returns them so their connections can be told.
@@ -212,7 +224,7 @@ class Rooms(Generic[C]):
             if room.ends_at + (overtime if room.professional is not None else timedelta(0)) <= now
         ]
         for room in over:
-            del self._rooms[room.appointment_id]
+            self._drop(room.appointment_id)
         return over
 
     # --- relay -----------------------------------------------------------------------------------------------

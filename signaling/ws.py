@@ -277,7 +277,7 @@ async def _admit_cabin(hub: Hub, client: Client) -> Client:
         ice_policy=hub.config.ice_policy,
     )
     await client.send(welcome)
-    await client.send(await hub.schedule_for(client.subject))
+    await hub.send_schedule(client)
     await hub.send_config(client.subject)
     for room in rooms.rooms_of_cabin(client.subject):
         await hub.publish_state(room)

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -476,3 +477,44 @@ async def test_certs(tmp_path: Path) -> None:
     assert again.code == 0, again.err
     assert again.out.startswith(f"reusing the CA in {out}\n")
     assert (out / "ca.crt").read_bytes() == ca
+
+
+@pytest.mark.parametrize("retry_after", ["1", None])
+async def test_a_cluster_between_two_room_nodes_is_waited_out(tmp_path: Path, retry_after: str | None) -> None:
+    """A load balancer with no node ready, or a node that does not run the rooms, answers 503 with Retry-After: the
+    command waits and sends again (the request was not handled). A 503 without it is an error at once."""
+    certs = ensure_development_certificate(tmp_path / ".cabine" / "certs")
+    port = free_port()
+    key_file = tmp_path / "operator-key"
+    key_file.write_text(OPERATOR_KEY + "\n")
+    refused: list[str] = []
+
+    @web.middleware
+    async def not_yet(request: web.Request, handler: Any) -> web.StreamResponse:
+        if len(refused) < 2:
+            refused.append(request.path)
+            headers = {} if retry_after is None else {"Retry-After": retry_after}
+            return web.json_response({"error": "no signaling node is ready; try again"}, status=503, headers=headers)
+        return await handler(request)
+
+    with SQLiteStore.open(tmp_path / "cabine.sqlite") as store:
+        config = ServerConfig(
+            signer=TokenSigner.generate(), store=store, operator_key_hashes=(hash_api_key(OPERATOR_KEY),)
+        )
+        app = create_app(config)
+        app.middlewares.insert(0, not_yet)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", port, ssl_context=certs.server_context()).start()
+            server = Server(url=f"https://127.0.0.1:{port}", store=store, workdir=tmp_path, key_file=key_file)
+            result = await run(server, "cabin", "list")
+        finally:
+            await runner.cleanup()
+    if retry_after is None:
+        assert result.code == 1 and len(refused) == 1
+        assert one_error_line(result, "cabin list") == (
+            "the server refused the request (503): no signaling node is ready; try again"
+        )
+    else:
+        assert (result.code, refused) == (0, ["/api/v1/cabins", "/api/v1/cabins"]), result.err

@@ -13,6 +13,7 @@ import json
 import os
 import ssl
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -50,6 +51,8 @@ class ApiClient:
     ssl_context: ssl.SSLContext | None
     api_key: str | None = None
     timeout: float = 15.0
+    # How long a "503, retry after" (a cluster between two room nodes) is waited out.
+    retry_for: float = 15.0
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """Send one request and return the decoded JSON answer.
@@ -66,15 +69,23 @@ class ApiClient:
         request = urllib.request.Request(
             self.server.rstrip("/") + "/api/v1" + path, data=data, method=method, headers=headers
         )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self.ssl_context) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            raise OperatorError(f"the server refused the request ({exc.code}): {_error_text(exc)}") from None
-        except urllib.error.URLError as exc:
-            raise OperatorError(self._unreachable(exc.reason)) from None
-        except (OSError, ssl.SSLError) as exc:  # timeouts and resets after the connection was made
-            raise OperatorError(self._unreachable(exc)) from None
+        deadline = time.monotonic() + self.retry_for
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout, context=self.ssl_context) as response:
+                    raw = response.read()
+                break
+            except urllib.error.HTTPError as exc:
+                # A cluster changing its room node, or a balancer with no node ready yet, says "later" this way: the
+                # request was not handled, so sending it again is safe.
+                wait = _retry_after(exc)
+                if wait is None or time.monotonic() + wait > deadline:
+                    raise OperatorError(f"the server refused the request ({exc.code}): {_error_text(exc)}") from None
+                time.sleep(wait)
+            except urllib.error.URLError as exc:
+                raise OperatorError(self._unreachable(exc.reason)) from None
+            except (OSError, ssl.SSLError) as exc:  # timeouts and resets after the connection was made
+                raise OperatorError(self._unreachable(exc)) from None
         try:
             return json.loads(raw)
         except ValueError:
@@ -92,6 +103,17 @@ class ApiClient:
             return f"no answer from {self.server} within {self.timeout:g} s"
         text = getattr(reason, "strerror", None) or str(reason)
         return f"cannot reach the server at {self.server}: {text}"
+
+
+def _retry_after(exc: urllib.error.HTTPError) -> float | None:
+    """Seconds to wait before sending again a request answered 503 with Retry-After (None: do not)."""
+    if exc.code != 503:
+        return None
+    try:
+        seconds = float(exc.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return min(max(seconds, 0.1), 5.0)
 
 
 def _error_text(exc: urllib.error.HTTPError) -> str:

@@ -341,7 +341,7 @@ def _development_context(plan: _Plan) -> ssl.SSLContext:
 async def _run(plan: _Plan, listener: Listener) -> int:
     from signaling.config import ServerConfig, hash_api_key
     from signaling.protocol import IcePolicy, IceServer
-    from signaling.server import load_or_create_operator_key, load_or_create_signer, serve
+    from signaling.server import load_or_create_operator_key, load_or_create_signer, serve, settle_memory
 
     # The address is ours: from here on, making files is safe.
     plan.data_dir.mkdir(parents=True, exist_ok=True)
@@ -367,6 +367,7 @@ async def _run(plan: _Plan, listener: Listener) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with serve(config, plan.host, plan.port, context, listener=listener):
+            settle_memory()
             print(f"Cabine signaling on {plan.public_url} (database {describe(plan.db)})")
             if plan.redis is not None:
                 from signaling.cluster import redacted

@@ -171,7 +171,11 @@ def _public_key(value: object) -> bytes:
 @json_errors
 async def enroll(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/enroll {cabin_id, code, public_key}: a cabin PC records its key; the code is the credential."""
-    config = request.app[CONFIG]
+    config, hub = request.app[CONFIG], request.app[HUB]
+    address = request.remote or "?"
+    if await hub.turned_away(address):
+        log.warning("enrollment from %s turned away: too many refusals in the last minute", address)
+        raise ApiError(429, "too many refused attempts from this address; wait a minute")
     now = config.clock()
     data = await body(request)
     only(data, ("cabin_id", "code", "public_key"))
@@ -182,6 +186,9 @@ async def enroll(request: web.Request) -> web.StreamResponse:
     expected = None if cabin is None else cabin.enrollment_code_hash
     # Compare even when nothing is pending, so that timing says nothing about the cabin.
     matches = hmac.compare_digest(code_hash(code), expected or _ZERO_HASH)
+    if cabin is None or expected is None or not matches:
+        # A guess as much as a mistake: counted, so that guessing codes stops after a hundred a minute.
+        await hub.refused(address)
     if cabin is None or expected is None:
         log.warning("cabin %s: enrollment refused from %s: no code pending", cabin_id, request.remote)
         raise ApiError(

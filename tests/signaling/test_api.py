@@ -604,6 +604,19 @@ async def test_enroll_wrong_code_does_not_use_it_up(client: Client, store: SQLit
     assert (await call(client, "POST", "/enroll", right, headers={}))[0] == 200
 
 
+async def test_guessing_enrollment_codes_stops_after_a_hundred_a_minute(client: Client) -> None:
+    code = await add_cabin(client)
+    _, public_key = raw_public_key()
+    for n in range(100):
+        guess = {"cabin_id": "mairie-pq", "code": f"WRONG-{n:04d}", "public_key": public_key}
+        assert (await call(client, "POST", "/enroll", guess, headers={}))[0] == 403
+    right = {"cabin_id": "mairie-pq", "code": code, "public_key": public_key}
+    assert await call(client, "POST", "/enroll", right, headers={}) == (
+        429,
+        {"error": "too many refused attempts from this address; wait a minute"},
+    )
+
+
 async def test_enroll_reads_the_code_as_an_installer_types_it(client: Client, store: SQLiteStore) -> None:
     code = await add_cabin(client)
     _, public_key = raw_public_key()

@@ -12,7 +12,7 @@ import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,10 @@ from signaling.config import ServerConfig, hash_api_key
 from signaling.hub import Hub
 from signaling.keys import HUB
 from signaling.links import professional_token
-from signaling.models import Appointment, Cabin
+from signaling.models import Appointment
 from signaling.postgres_store import PostgresStore
-from signaling.protocol import AppointmentKind
 from signaling.tokens import TokenSigner
+from tests.cluster_rig import seed
 from tests.conftest import free_port, wait_until
 from tests.postgres import PrivatePostgres
 from tests.redis_server import PrivateRedis
@@ -129,16 +129,7 @@ async def stop_node(node: Node) -> None:
 async def cluster(postgres: PrivatePostgres, redis_server: PrivateRedis) -> AsyncIterator[Cluster2]:
     url = postgres.database()
     signer = TokenSigner.generate()
-    identity = CabinIdentity.generate("cabin-1")
-    now = datetime.now(UTC)
-    setup = PostgresStore.open(url)
-    setup.add_cabin(Cabin(id="cabin-1", name="cabin-1"))
-    cabin = setup.get_cabin("cabin-1")
-    assert cabin is not None
-    setup.update_cabin(replace(cabin, public_key=identity.public_bytes(), enrolled_at=now))
-    medical = Appointment("apt_med", AppointmentKind.MEDICAL, "cabin-1", now, timedelta(minutes=30), "Dr A")
-    setup.add_appointment(medical)
-    setup.close()
+    identity, medical = seed(url, "cabin-1", "apt_med", timedelta(minutes=30))
     nodes = [await start_node(url, redis_server.url, signer, refusals_per_minute=4) for _ in range(2)]
     await wait_until(
         lambda: all(n.cluster.room_node is not None for n in nodes) and len({n.cluster.room_node for n in nodes}) == 1,

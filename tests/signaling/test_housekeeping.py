@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from signaling.cabin_auth import ReplayCache, TooManyProofs
-from signaling.models import AuditAction
-from signaling.protocol import SelftestReport
+from signaling.models import Appointment, AuditAction
+from signaling.protocol import AppointmentKind, SelftestReport
 from signaling.selftests import ReceivedReport, SelftestBook
 from tests.conftest import wait_until
 from tests.signaling.conftest import Clock, World, admitted_call, closed_with, receive_until
@@ -97,3 +97,19 @@ async def test_proof_ids_are_forgotten_by_the_sweep(world: World, clock: Clock) 
     assert len(world.hub.replays) == 3
     clock.now += timedelta(minutes=10)
     await wait_until(lambda: len(world.hub.replays) == 0, timeout=5, what="expired proof ids to be forgotten")
+
+
+async def test_a_cabin_is_told_its_schedule_again_only_when_it_changes(world: World, clock: Clock) -> None:
+    """The periodic refresh (every 50 ms here) reads every cabin's appointments in one query, and sends a schedule
+    only when it changed or one of its windows opened: idle cabins cost nothing between two bookings."""
+    later = Appointment("apt_later", AppointmentKind.BANK, "cabin-2", clock.now + timedelta(minutes=35),
+                        timedelta(minutes=30), "M. L")  # fmt: skip
+    world.store.add_appointment(later)  # its window opens 15 minutes before it starts
+    cabin = await world.cabin("cabin-2")
+    with pytest.raises(TimeoutError):
+        await cabin.receive(timeout=0.5)  # ten refreshes, nothing new
+    clock.now += timedelta(minutes=21)  # apt_later's window opens, apt_other's is still open: only that is new
+    schedule = await receive_until(cabin, "schedule")
+    assert [a["id"] for a in schedule["appointments"]] == ["apt_other", "apt_later"]
+    with pytest.raises(TimeoutError):
+        await cabin.receive(timeout=0.5)

@@ -113,3 +113,32 @@ def test_a_cancelled_room_is_ended_at_once() -> None:
     assert rooms.room("a1") is None and rooms.end("a1") is None
     with pytest.raises(RoomError, match="no such appointment in progress"):
         rooms.route("a1", Role.CABIN, "offer", "cabin-1")
+
+
+def test_a_cabins_rooms_are_found_by_index_and_forgotten_with_them() -> None:
+    """Each cabin's rooms are indexed (thousands of rooms: a cabin connecting does not look at the others'); the
+    index follows every way a room goes: ended, swept, left empty."""
+    rooms: Rooms[str] = Rooms()
+    slots = [Slot(f"a{i}", f"c{i % 3}", AppointmentKind.BANK, T0 + timedelta(minutes=10 * (i + 1))) for i in range(9)]
+    pros = [f"pro-{i}" for i in range(9)]  # connections are compared by identity
+    for slot, pro in zip(slots, pros, strict=True):
+        rooms.attach_professional(slot, pro)
+
+    def by_scan(cabin_id: str) -> set[str]:
+        return {s.appointment_id for s in slots if rooms.room(s.appointment_id) is not None and s.cabin_id == cabin_id}
+
+    def check() -> None:
+        for cabin_id in ("c0", "c1", "c2"):
+            assert {r.appointment_id for r in rooms.rooms_of_cabin(cabin_id)} == by_scan(cabin_id)
+
+    check()
+    rooms.end("a0")
+    check()
+    rooms.detach_professional("a1", pros[1])  # nobody left in it: forgotten
+    check()
+    assert [r.appointment_id for r in rooms.sweep(T0 + timedelta(minutes=35), timedelta(0))] == ["a2"]
+    check()
+    assert rooms.rooms_of_cabin("c0") == [rooms.room("a3"), rooms.room("a6")]
+    for i in range(3, 9):
+        rooms.end(f"a{i}")
+    assert all(rooms.rooms_of_cabin(c) == [] for c in ("c0", "c1", "c2")) and rooms._by_cabin == {}

@@ -475,7 +475,9 @@ function connectSignaling() {
       return;
     }
     setStatus("serverLost", true);
-    setTimeout(() => connectSignaling(), 1500);
+    // 1012: the signaling node changed (a cluster): come back at once, spread over half a second so that thousands
+    // of pages do not knock on the same door together.
+    setTimeout(() => connectSignaling(), code === 1012 ? 200 + Math.random() * 500 : 1500);
   });
   setStatus("connecting");
   signaling.open();
