@@ -6,6 +6,7 @@ on sys.path so that `gateway` and `signaling` import from this checkout.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import datetime as dt
@@ -189,6 +190,17 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
 # --- processes -------------------------------------------------------------------------------------------------
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+
+
+async def stop_process(proc: Any) -> None:
+    """Stop an asyncio child process: SIGTERM, then SIGKILL if it is still there after 15 s."""
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 def cpu_seconds(pid: int) -> float:

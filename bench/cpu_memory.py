@@ -119,13 +119,7 @@ async def child(
             with contextlib.suppress(asyncio.CancelledError):
                 await drainer
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await common.stop_process(proc)
 
 
 def after(lines: list[str], label: str) -> str:

@@ -221,13 +221,7 @@ async def server_process(data: Path, port: int, *, trace: bool = False) -> Async
         yield proc.pid
         drainer.cancel()
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await common.stop_process(proc)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:

@@ -275,13 +275,7 @@ async def child(
         if proc.returncode is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), 60 if args[0] == "--client" else 0.1)
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await common.stop_process(proc)
         if drainer is not None:
             drainer.cancel()
 
