@@ -48,6 +48,8 @@ return 0
 """
 # Links closed recently: a frame that arrives late for one is acknowledged and dropped, not taken for a new link.
 _CLOSED_REMEMBERED = 10_000
+# Frames waiting to be published, at most (Redis away: the links' outboxes keep them meanwhile).
+_MAX_QUEUED = 50_000
 # A link whose first frame ("open") has not come this long after another of its frames is dropped.
 _OPEN_WAIT = 30.0
 
@@ -220,7 +222,10 @@ class Cluster:
             end.end()
 
     def _publish(self, node: str, text: str) -> None:
-        self._outgoing.put_nowait((f"{PREFIX}node:{node}", text))
+        # While Redis is away the queue would only grow: what is dropped here is still in a link's outbox (or is an
+        # acknowledgement, sent again when its frame is), and goes out again once Redis answers.
+        if self._outgoing.qsize() < _MAX_QUEUED:
+            self._outgoing.put_nowait((f"{PREFIX}node:{node}", text))
 
     def _received(self, text: bytes) -> None:
         received = parse_frame(text)
@@ -392,7 +397,8 @@ class Cluster:
                 await self._beat()
             except Exception:
                 log.exception("cluster: a tick failed")
-            self._resend()
+            if self.reachable:
+                self._resend()
             await asyncio.sleep(self.tick)
 
     async def _beat(self) -> None:

@@ -33,6 +33,9 @@ Publish = Callable[[str, str], None]
 
 # A link the other node cannot be reached for: the client sees this close and connects again (to another node).
 LOST: Final = (1012, "signaling node changed, connect again")
+# A client this many messages behind (it does not read) is closed with this.
+MAX_BEHIND: Final = 1024
+BEHIND: Final = (1013, "too far behind; connect again")
 
 
 def frame(link: str, node: str, seq: int, payload: Payload) -> str:
@@ -206,7 +209,11 @@ class DoorLink(LinkEnd):
 
     def deliver(self, payload: Payload) -> None:
         if "text" in payload and isinstance(payload["text"], str):
-            self.outgoing.put_nowait(("text", payload["text"]))
+            if self.outgoing.qsize() >= MAX_BEHIND:
+                # The client does not read what it is sent: it is closed rather than let the queue grow.
+                self.lost(*BEHIND)
+            elif not self.finished:
+                self.outgoing.put_nowait(("text", payload["text"]))
         elif "close" in payload:
             close = payload["close"]
             ok = isinstance(close, list) and len(close) == 2 and isinstance(close[0], int)

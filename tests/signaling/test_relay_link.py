@@ -1,11 +1,13 @@
 """The links between signaling nodes, without Redis: frames numbered, acknowledged, resent, delivered once and in
-order; a peer that never acknowledges ends the link; garbage is not a frame."""
+order; a peer that never acknowledges ends the link; garbage is not a frame; a client that does not read is closed;
+the room node's end behaves as a WebSocket."""
 
 from __future__ import annotations
 
 import pytest
+from aiohttp import WSMsgType
 
-from signaling.node_link import parse_frame
+from signaling.node_link import BEHIND, MAX_BEHIND, DoorLink, RemoteSocket, parse_frame
 from signaling.relay_link import GIVE_UP_AFTER, MAX_UNACKED, Inbox, LinkBroken, Outbox
 
 
@@ -74,3 +76,33 @@ def test_a_frame_and_an_acknowledgement_are_read_back() -> None:
     assert frame.payload == {"text": "hi"}
     ack = parse_frame(b'{"k":"a","l":"L","n":"N","s":7}')
     assert ack is not None and (ack.kind, ack.seq, ack.payload) == ("a", 7, {})
+
+
+def test_a_door_closes_a_client_that_does_not_read() -> None:
+    sent: list[tuple[str, str]] = []
+    door = DoorLink("l1", "door", "room", lambda node, text: sent.append((node, text)), resend_after=1.0)
+    for n in range(MAX_BEHIND):
+        door.deliver({"text": f"m{n}"})
+    door.deliver({"text": "one too many"})
+    door.deliver({"text": "and after"})
+    queued = [door.outgoing.get_nowait() for _ in range(door.outgoing.qsize())]
+    assert queued[:2] == [("text", "m0"), ("text", "m1")]
+    assert queued[-1] == ("close", BEHIND) and len(queued) == MAX_BEHIND + 1
+
+
+async def test_the_room_node_sees_a_carried_client_as_a_websocket() -> None:
+    published: list[tuple[str, str]] = []
+    socket = RemoteSocket(
+        "l2", "room", "door", lambda node, text: published.append((node, text)), role="cabin", peer="1", resend_after=1
+    )
+    socket.deliver({"text": '{"type": "hello"}'})
+    socket.deliver({"binary": True})
+    assert (await socket.receive(timeout=1)).data == '{"type": "hello"}'
+    assert (await socket.receive(timeout=1)).type is WSMsgType.BINARY
+    await socket.send_str("welcome")
+    assert parse_frame(published[-1][1]) is not None and published[-1][0] == "door"
+    socket.deliver({"close": [1000, "client gone"]})
+    assert [message async for message in socket] == []  # the client's close ends the handler's loop
+    with pytest.raises(ConnectionResetError):
+        await socket.send_str("too late")
+    assert await socket.close() and socket.closed and not await socket.close()
