@@ -205,9 +205,10 @@ class Cluster:
             self._end_link(end, LOST)
 
     def close_door(self, link: DoorLink) -> None:
-        """The client at this door went: tell the room node, forget the link once that is acknowledged."""
-        if link.link in self._links and not link.finished:
-            link.finished = True
+        """The client at this door went (or was closed here): tell the room node, unless it closed the link itself;
+        the link is forgotten once that is acknowledged."""
+        if link.link in self._links and not link.room_closed:
+            link.room_closed = True
             self.send(link, {"close": [1000, "client gone"]})
 
     def _end_link(self, end: LinkEnd, close: tuple[int, str]) -> None:
@@ -252,7 +253,7 @@ class Cluster:
 
     def _forget_if_done(self, end: LinkEnd) -> None:
         """A link both of whose ends are finished, all its frames acknowledged, is forgotten."""
-        done = end.finished if isinstance(end, DoorLink) else isinstance(end, RemoteSocket) and end.closed
+        done = end.room_closed if isinstance(end, DoorLink) else isinstance(end, RemoteSocket) and end.closed
         if done and end.outbox.pending == 0 and self._links.pop(end.link, None) is not None:
             self._closed_links[end.link] = None
             while len(self._closed_links) > _CLOSED_REMEMBERED:

@@ -205,7 +205,8 @@ class DoorLink(LinkEnd):
         super().__init__(link, me, room_node, publish, resend_after=resend_after)
         # For the client: ("text", str) to send, ("close", (code, reason)) to close with.
         self.outgoing: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self.finished = False
+        self.finished = False  # the client's WebSocket is closed, or about to be
+        self.room_closed = False  # the room node knows the link is over (it closed it, or was told)
 
     def deliver(self, payload: Payload) -> None:
         if "text" in payload and isinstance(payload["text"], str):
@@ -215,6 +216,7 @@ class DoorLink(LinkEnd):
             elif not self.finished:
                 self.outgoing.put_nowait(("text", payload["text"]))
         elif "close" in payload:
+            self.room_closed = True
             close = payload["close"]
             ok = isinstance(close, list) and len(close) == 2 and isinstance(close[0], int)
             self.lost(*(close if ok else LOST))

@@ -314,3 +314,21 @@ async def test_serve_refuses_a_redis_it_cannot_reach_and_never_shows_its_passwor
     assert said.startswith(f"cabine serve: error: cannot reach Redis at redis://cabine:***@127.0.0.1:{port}/0: ")
     assert "s3cret" not in err.decode() and "Traceback" not in err.decode()
     assert not (tmp_path / "data").exists()
+
+
+async def test_a_client_closed_at_its_door_leaves_its_room(cluster: Cluster2) -> None:
+    """A professional flooding their door is closed there (4429), and the room node hears of it: the cabin is told
+    they left, and the same link can join again at once (no ghost left in the room)."""
+    pro, cabin = await meet(cluster, cluster.door(), cluster.room_node())
+    ping = json.dumps({"type": "ping", "id": 1})
+    for _ in range(200):
+        if pro.closed:
+            break
+        await pro.send_str(ping)
+    code, _ = await closed_with(pro)
+    assert code == 4429
+    left = await receive_until(cabin, "peer-left")
+    assert left["role"] == "professional"
+    again = await cluster.professional(cluster.door())
+    await receive_until(cabin, "peer-joined")
+    await again.close()
