@@ -150,7 +150,8 @@ async def _cluster(app: web.Application) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            await hub.drop_all(CloseCode.GOING_AWAY, "server shutting down")
+            # Other nodes go on: clients come back at once, to one of them.
+            await hub.drop_all(CloseCode.SERVICE_RESTART, "signaling node stopping, connect again")
             hub.cluster = None
     for task in list(serving):
         task.cancel()

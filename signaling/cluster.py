@@ -158,8 +158,11 @@ class Cluster:
         await self.close()
 
     async def close(self) -> None:
-        """Stop: links end (doors' clients are told to connect again), the lease is given up if ours."""
+        """Stop: links end (doors' clients are told to connect again, the room node that they left), the lease is
+        given up if ours."""
         for end in list(self._links.values()):
+            if isinstance(end, DoorLink):
+                self.close_door(end)
             self._end_link(end, LOST)
         # What the links said last (closes) leaves before the publisher stops.
         with contextlib.suppress(TimeoutError):
