@@ -53,6 +53,7 @@ from signaling.models import Appointment, Cabin
 from signaling.protocol import AppointmentKind, Hello, Presence, dump
 from signaling.server import serve, settle_memory
 from signaling.sqlite_store import SQLiteStore
+from signaling.stores import open_store
 from signaling.tls import ensure_development_certificate
 from signaling.tokens import TokenSigner
 
@@ -93,8 +94,10 @@ class Connection:
 # --- the server process -------------------------------------------------------------------------------------------
 
 
-async def _serve(data: Path, port: int) -> None:
-    common.raise_open_files(8192)
+async def _serve(data: Path, port: int, db: str | None = None, redis: str | None = None) -> None:
+    """One signaling process: the SQLite file in `data`, or with --nodes, a cluster's node on `db` and `redis`."""
+    common.raise_open_files(20000 if redis else 8192)
+    stalls = signaling_cluster.watch_stalls() if redis else None
     certs = ensure_development_certificate(data / "certs", ("127.0.0.1", "localhost"))
     signer = TokenSigner.from_pem((data / "signing-key.pem").read_bytes())
     stop = asyncio.Event()
@@ -104,12 +107,16 @@ async def _serve(data: Path, port: int) -> None:
     if os.environ.get(TRACE_ENV) == "1":
         tracemalloc.start(1)
         loop.add_signal_handler(signal.SIGUSR1, _memory_report)
-    with SQLiteStore.open(data / "cabine.sqlite") as store:
-        config = ServerConfig(signer=signer, store=store, public_url=f"https://127.0.0.1:{port}", auto_admit=True)
+    with open_store(db or data / "cabine.sqlite") as store:
+        config = ServerConfig(
+            signer=signer, store=store, public_url=f"https://127.0.0.1:{port}", auto_admit=True, redis_url=redis
+        )
         async with serve(config, "127.0.0.1", port, certs.server_context()):
             settle_memory()
             print("signaling ready", flush=True)
             await stop.wait()
+    if stalls is not None:
+        stalls.cancel()
 
 
 TRACE_ENV = "CABINE_BENCH_TRACE_MEMORY"
@@ -304,7 +311,6 @@ def main() -> None:
         "--settle", type=float, default=60, help="with --nodes: seconds between the fill and the second probes"
     )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--serve-node", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -318,10 +324,7 @@ def main() -> None:
     if args.nodes < 1 or any(level < 1 for level in args.levels) or args.probes < 2:
         parser.error("--nodes and --levels are at least 1, --probes at least 2")
     if args.serve:
-        asyncio.run(_serve(args.data_dir, args.port))
-        return
-    if args.serve_node:
-        asyncio.run(signaling_cluster.serve_node(args.data_dir, args.port, args.db, args.redis))
+        asyncio.run(_serve(args.data_dir, args.port, args.db, args.redis))
         return
     if args.client:
         ports = [int(p) for p in args.ports.split(",")]

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import random
-import signal
 import ssl
 import sys
 import tempfile
@@ -93,33 +92,10 @@ def load_rooms(data: Path) -> list[RoomSpec]:
     return [RoomSpec(**json.loads(line)) for line in (data / "rooms.jsonl").read_text().splitlines() if line]
 
 
-# --- one node ------------------------------------------------------------------------------------------------------
+# --- one node (served by signaling_capacity.py's _serve) ---------------------------------------------------------
 
 
-async def serve_node(data: Path, port: int, db: str, redis: str) -> None:
-    from signaling.config import ServerConfig
-    from signaling.server import serve, settle_memory
-
-    common.raise_open_files(20000)
-    stalls = _watch_stalls()
-    certs = ensure_development_certificate(data / "certs", ("127.0.0.1", "localhost"))
-    signer = TokenSigner.from_pem((data / "signing-key.pem").read_bytes())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    with PostgresStore.open(db) as store:
-        config = ServerConfig(
-            signer=signer, store=store, public_url=f"https://127.0.0.1:{port}", auto_admit=True, redis_url=redis
-        )
-        async with serve(config, "127.0.0.1", port, certs.server_context()):
-            settle_memory()
-            print("signaling ready", flush=True)
-            await stop.wait()
-    stalls.cancel()
-
-
-def _watch_stalls() -> asyncio.Task[None]:
+def watch_stalls() -> asyncio.Task[None]:
     """Report what holds this node's event loop longest (each line starts with STALL): garbage collections and the
     periodic housekeeping, every 10 s, to explain a join's tail latency."""
     import gc
@@ -306,7 +282,7 @@ async def run(args: Any) -> dict[str, Any]:
             nodes = []
             for port in ports:
                 proc, _ = await stack.enter_async_context(
-                    child("--serve-node", "--data-dir", str(data), "--port", str(port), "--db", db, "--redis",
+                    child("--serve", "--data-dir", str(data), "--port", str(port), "--db", db, "--redis",
                           rds.url, ready=b"signaling ready", timeout=60)
                 )  # fmt: skip
                 nodes.append(proc.pid)

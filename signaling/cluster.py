@@ -128,7 +128,6 @@ class Cluster:
         self._healthy = 0  # ticks in a row that reached Redis
         self._missing: dict[str, int] = {}  # doors not seen alive, in ticks in a row
         self.reachable = False  # the last tick reached Redis
-        self.redis_hops = 0  # publishes sent (for the benchmark)
 
     @property
     def is_room_node(self) -> bool:
@@ -216,10 +215,7 @@ class Cluster:
 
     def _end_link(self, end: LinkEnd, close: tuple[int, str]) -> None:
         """End a link at once, whatever it waits for (the other node is gone, or the room node changed)."""
-        if self._links.pop(end.link, None) is not None:
-            self._closed_links[end.link] = None
-            while len(self._closed_links) > _CLOSED_REMEMBERED:
-                self._closed_links.popitem(last=False)
+        self._forget(end)
         if isinstance(end, DoorLink):
             end.lost(*close)
         elif isinstance(end, RemoteSocket):
@@ -257,7 +253,12 @@ class Cluster:
     def _forget_if_done(self, end: LinkEnd) -> None:
         """A link both of whose ends are finished, all its frames acknowledged, is forgotten."""
         done = end.room_closed if isinstance(end, DoorLink) else isinstance(end, RemoteSocket) and end.closed
-        if done and end.outbox.pending == 0 and self._links.pop(end.link, None) is not None:
+        if done and end.outbox.pending == 0:
+            self._forget(end)
+
+    def _forget(self, end: LinkEnd) -> None:
+        """Drop a link, remembering its id a while (a late frame for it is then acknowledged, not taken as new)."""
+        if self._links.pop(end.link, None) is not None:
             self._closed_links[end.link] = None
             while len(self._closed_links) > _CLOSED_REMEMBERED:
                 self._closed_links.popitem(last=False)
@@ -363,7 +364,6 @@ class Cluster:
                         for channel, text in batch:
                             pipe.publish(channel, text)
                         await pipe.execute()
-                self.redis_hops += len(batch)
             except (RedisError, OSError, TimeoutError) as exc:
                 log.info("cluster: %d frames not published (%s); they are sent again", len(batch), exc)
                 await asyncio.sleep(0.2)
@@ -490,12 +490,6 @@ class Cluster:
             except LinkBroken as exc:
                 log.warning("link %s with node %s: %s", end.link, end.other, exc)
                 self._end_link(end, LOST)
-
-    # --- for tests and the benchmark -------------------------------------------------------------------------
-
-    @property
-    def links(self) -> int:
-        return len(self._links)
 
 
 def _text(value: bytes | str | None) -> str | None:
